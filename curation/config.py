@@ -1,0 +1,192 @@
+"""One typed settings object: defaults, then a YAML file, then environment variables.
+
+Environment variables are named ``CURATION_<FIELD>`` (for example ``CURATION_DATASET_NAME``);
+the database URI also honours FiftyOne's own ``FIFTYONE_DATABASE_URI`` so an external cluster
+configured for FiftyOne keeps working.
+
+Example:
+    >>> from curation.config import Settings
+    >>> Settings.load(env={}).dataset_name
+    'roadwork'
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from curation.errors import ConfigError, suggest
+
+ENV_PREFIX = "CURATION_"
+SETTINGS_FILE_ENV = "CURATION_SETTINGS"
+
+T = TypeVar("T")
+
+
+def _default_home() -> Path:
+    return Path(os.environ.get("CURATION_HOME", Path.cwd() / "data")).expanduser()
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where things live and who is working.
+
+    Attributes:
+        dataset_name: the persistent FiftyOne dataset holding every source.
+        database_uri: an external MongoDB; None uses the embedded mongod FiftyOne starts.
+        home: root for media, caches and run records when the specific dirs are not set.
+        media_dir: content-addressed image store (images are written once, by hash).
+        models_dir: model presets; None uses the repo's / package's ``models/``.
+        registry_dir: exported model bundles.
+        plugins_dir: FiftyOne plugins directory; None uses the repo's / package's ``plugins/``.
+        user_name: recorded on every human label (open-source FiftyOne has no login).
+        app_host: the App binds here; keep loopback unless you mean to expose it.
+        app_port: the App's port.
+    """
+
+    dataset_name: str = "roadwork"
+    database_uri: str | None = None
+    home: Path = field(default_factory=_default_home)
+    media_dir: Path | None = None
+    models_dir: Path | None = None
+    registry_dir: Path | None = None
+    plugins_dir: Path | None = None
+    user_name: str = field(default_factory=lambda: os.environ.get("USER", "labeler"))
+    app_host: str = "127.0.0.1"
+    app_port: int = 5151
+
+    def __post_init__(self) -> None:
+        if not self.dataset_name or not self.dataset_name.replace("-", "").replace("_", "").isalnum():
+            raise ConfigError(
+                f"`dataset_name` must be letters, digits, '-' or '_'; got {self.dataset_name!r}."
+            )
+        if not 1 <= int(self.app_port) <= 65535:
+            raise ConfigError(f"`app_port` must be in [1, 65535]; got {self.app_port}.")
+        if not self.user_name.strip():
+            raise ConfigError("`user_name` must not be empty: it is recorded on every human label.")
+
+    # Resolved locations -------------------------------------------------------------------
+    @property
+    def media_root(self) -> Path:
+        return Path(self.media_dir) if self.media_dir else Path(self.home) / "media"
+
+    @property
+    def runs_root(self) -> Path:
+        return Path(self.home) / "runs"
+
+    @property
+    def cache_root(self) -> Path:
+        return Path(self.home) / "cache"
+
+    @property
+    def registry_root(self) -> Path:
+        from curation.assets import asset_dir, is_installed_copy
+
+        if self.registry_dir:
+            return Path(self.registry_dir)
+        models = asset_dir("models")
+        # Never write bundles into site-packages: an installed copy keeps them under home.
+        return Path(self.home) / "registry" if is_installed_copy(models) else models / "registry"
+
+    @property
+    def models_root(self) -> Path:
+        from curation.assets import asset_dir
+
+        return Path(self.models_dir) if self.models_dir else asset_dir("models")
+
+    @property
+    def plugins_root(self) -> Path:
+        from curation.assets import asset_dir
+
+        return Path(self.plugins_dir) if self.plugins_dir else asset_dir("plugins")
+
+    # Construction --------------------------------------------------------------------------
+    @classmethod
+    def load(cls, path: str | Path | None = None, env: Mapping[str, str] | None = None) -> Settings:
+        """Build settings from defaults, an optional YAML file and the environment.
+
+        Args:
+            path: YAML file; defaults to ``$CURATION_SETTINGS`` when set.
+            env: environment mapping (``os.environ`` when None); injectable for tests.
+        """
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        path = path or env.get(SETTINGS_FILE_ENV)
+        if path:
+            path = Path(path)
+            if not path.is_file():
+                raise ConfigError(f"Settings file {path} does not exist.")
+            loaded = yaml.safe_load(path.read_text()) or {}
+            if not isinstance(loaded, dict):
+                raise ConfigError(f"Settings file {path} must hold a mapping, got {type(loaded).__name__}.")
+            values.update(loaded)
+        if env.get("FIFTYONE_DATABASE_URI"):
+            values["database_uri"] = env["FIFTYONE_DATABASE_URI"]
+        for f in fields(cls):
+            key = ENV_PREFIX + f.name.upper()
+            if key in env:
+                values[f.name] = env[key]
+        if "home" not in values and "CURATION_HOME" in env:
+            values["home"] = env["CURATION_HOME"]
+        return from_mapping(cls, values, source=str(path) if path else "environment")
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+
+def from_mapping(cls: type[T], values: Mapping[str, Any], *, source: str) -> T:
+    """Build dataclass ``cls`` from a mapping, rejecting unknown keys with the nearest valid one.
+
+    Values are coerced to the annotated scalar types (str, int, float, bool, Path) so YAML and
+    environment strings both work; nested dataclasses are built recursively.
+    """
+    if not isinstance(values, Mapping):
+        raise ConfigError(f"{source} must be a mapping for {cls.__name__}; got {type(values).__name__}.")
+    hints = typing.get_type_hints(cls)
+    known = [f.name for f in fields(cls)]  # type: ignore[arg-type]
+    unknown = [k for k in values if k not in known]
+    if unknown:
+        key = unknown[0]
+        raise ConfigError(
+            f"Unknown key `{key}` in {source} for {cls.__name__}.{suggest(key, known)} "
+            f"Allowed: {', '.join(sorted(known))}."
+        )
+    kwargs = {k: _coerce(hints[k], v, f"{source}: `{k}`") for k, v in values.items()}
+    try:
+        return cls(**kwargs)
+    except TypeError as e:  # missing required field
+        raise ConfigError(f"{source}: {e}") from None
+
+
+def _coerce(annotation: Any, value: Any, where: str) -> Any:
+    if value is None:
+        return None
+    options = typing.get_args(annotation) if isinstance(annotation, types.UnionType) else (annotation,)
+    target = next((t for t in options if t is not type(None)), annotation)
+    if dataclasses.is_dataclass(target) and isinstance(value, Mapping):
+        return from_mapping(target, value, source=where)  # type: ignore[arg-type]
+    name = getattr(target, "__name__", str(target))
+    try:
+        if target is bool:
+            if isinstance(value, str):
+                if value.lower() not in {"1", "0", "true", "false", "yes", "no"}:
+                    raise ValueError(value)
+                return value.lower() in {"1", "true", "yes"}
+            return bool(value)
+        if target is int and not isinstance(value, bool):
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError(value)
+            return int(value)
+        if target in (float, str, Path):
+            return Path(str(value)).expanduser() if target is Path else target(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{where} must be {name}; got {value!r}.") from None
+    return value

@@ -1,0 +1,59 @@
+"""Shared fixtures: every test database is isolated from the user's data.
+
+FiftyOne reads FIFTYONE_DATABASE_NAME at import, so it is set here, before any test imports
+FiftyOne; the embedded mongod is shared, the database is not.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("FIFTYONE_DATABASE_NAME", f"curation_test_{os.getpid()}")
+os.environ.setdefault("FIFTYONE_DATABASE_VALIDATION", "false")
+os.environ.setdefault("FIFTYONE_DO_NOT_TRACK", "true")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+from curation.config import Settings  # noqa: E402
+
+ARTIFACTS = Path(os.environ.get("CURATION_TEST_ARTIFACTS", Path(__file__).resolve().parent.parent / "artifacts"))
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    """Settings with a unique dataset name and a temporary home (media, runs, caches)."""
+    return Settings.load(env={}).replace(
+        dataset_name=f"t_{uuid.uuid4().hex[:10]}", home=tmp_path / "home", user_name="tester"
+    )
+
+
+@pytest.fixture
+def dataset(settings: Settings):
+    """A fresh persistent platform dataset, deleted after the test."""
+    from curation import store
+
+    ds = store.open_dataset(settings)
+    yield ds
+    if not ds.deleted:
+        ds.delete()
+
+
+@pytest.fixture(scope="session")
+def artifacts_dir() -> Path:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    return ARTIFACTS
+
+
+def pytest_sessionfinish(session, exitstatus):  # noqa: ARG001
+    """Drop the per-run test database so repeated runs do not accumulate data."""
+    if "fiftyone" in __import__("sys").modules:
+        import fiftyone.core.odm as foo
+
+        try:
+            foo.get_db_client().drop_database(os.environ["FIFTYONE_DATABASE_NAME"])
+        except Exception:  # noqa: BLE001 - cleanup must never fail the run
+            pass

@@ -1,0 +1,73 @@
+from __future__ import annotations
+
+import fiftyone as fo
+import pytest
+
+from curation import schema, store
+from curation.errors import SchemaError
+
+
+def test_open_creates_persistent_dataset_with_schema(dataset, settings):
+    assert dataset.persistent
+    assert dataset.name == settings.dataset_name
+    fields = dataset.get_field_schema()
+    for spec in schema.FIELDS:
+        assert spec.name in fields, spec.name
+    assert dataset.info[store.SCHEMA_VERSION_KEY] == schema.SCHEMA_VERSION
+    indexes = set(dataset.list_indexes())
+    assert {"content_hash", "split", "ground_truth.label", "tags", "sources"} <= indexes
+
+
+def test_reopen_is_idempotent(dataset, settings):
+    before = (dataset.get_field_schema().keys(), sorted(dataset.list_indexes()))
+    again = store.open_dataset(settings)
+    assert (again.get_field_schema().keys(), sorted(again.list_indexes())) == before
+
+
+def test_open_without_create_names_the_dataset(settings):
+    with pytest.raises(SchemaError, match=settings.dataset_name):
+        store.open_dataset(settings, create=False)
+
+
+def test_newer_schema_is_refused(dataset, settings):
+    dataset.info[store.SCHEMA_VERSION_KEY] = schema.SCHEMA_VERSION + 1
+    dataset.save()
+    with pytest.raises(SchemaError, match="newer than this code"):
+        store.open_dataset(settings)
+
+
+def test_unversioned_dataset_is_migrated(settings):
+    store.connect(settings)
+    raw = fo.Dataset(settings.dataset_name, persistent=True)
+    try:
+        raw.add_sample(fo.Sample(filepath="/tmp/x.jpg"))
+        ds = store.open_dataset(settings)
+        assert ds.info[store.SCHEMA_VERSION_KEY] == schema.SCHEMA_VERSION
+        assert "ground_truth" in ds.get_field_schema()
+        assert len(ds) == 1
+    finally:
+        raw.delete()
+
+
+def test_bulk_write_and_status(dataset):
+    samples = [
+        fo.Sample(filepath=f"/tmp/img{i}.jpg", split=split, sources=srcs,
+                  ground_truth=fo.Classification(label=label), slices=slices)
+        for i, (split, srcs, label, slices) in enumerate([
+            ("train", ["natix"], "roadwork", ["night"]),
+            ("train", ["natix", "roadwork"], "no_roadwork", []),
+            ("test", ["natix"], "roadwork", ["night", "urban"]),
+        ])
+    ]
+    ids = dataset.add_samples(samples)
+    store.set_values_by_id(dataset, "hn_category", {ids[1]: "ad"})
+    assert dataset[ids[1]].hn_category == "ad"
+    assert dataset[ids[0]].hn_category is None
+
+    s = store.status(dataset)
+    assert s.total == 3
+    assert s.by_source == {"natix": 3, "roadwork": 1}
+    assert s.by_split == {"test": 1, "train": 2}
+    assert s.by_label == {"no_roadwork": 1, "roadwork": 2}
+    assert s.by_slice["night"] == 2 and s.by_slice["urban"] == 1
+    assert s.by_slice["synthetic"] == 0  # empty slices are reported as n=0
