@@ -159,3 +159,59 @@ def status(dataset: fo.Dataset) -> DatasetStatus:
 
 def _clean(counts: Mapping[Any, int]) -> dict[str, int]:
     return dict(sorted(Counter({("(none)" if k is None else str(k)): v for k, v in counts.items()}).items()))
+
+
+# Run records and locks live in their own MongoDB collections beside FiftyOne's, so every
+# worker sharing the database sees them (files under one machine's home would not be shared).
+RUNS_COLLECTION = "curation_runs"
+LOCKS_COLLECTION = "curation_locks"
+
+
+def _platform_collection(name: str) -> Any:
+    import fiftyone.core.odm as foo
+
+    return foo.get_db_conn()[name]
+
+
+def record_run(dataset: fo.Dataset, kind: str, payload: Mapping[str, Any]) -> str:
+    """Store a run record (prediction, evaluation, mining, retrain...) and return its id."""
+    from datetime import datetime, timezone
+
+    doc = {"dataset": dataset.name, "kind": kind, "created_at": datetime.now(timezone.utc), **payload}
+    return str(_platform_collection(RUNS_COLLECTION).insert_one(doc).inserted_id)
+
+
+def list_runs(dataset: fo.Dataset, kind: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+    """Most recent run records first."""
+    query: dict[str, Any] = {"dataset": dataset.name}
+    if kind:
+        query["kind"] = kind
+    cursor = _platform_collection(RUNS_COLLECTION).find(query).sort("created_at", -1).limit(limit)
+    return [{**doc, "_id": str(doc["_id"])} for doc in cursor]
+
+
+def acquire_lock(name: str, owner: str, ttl_s: float) -> bool:
+    """Take a named lock unless another owner holds an unexpired one (atomic in MongoDB).
+
+    A killed holder cannot block forever: the lock expires after ``ttl_s`` seconds.
+    """
+    from datetime import datetime, timedelta, timezone
+
+    from pymongo.errors import DuplicateKeyError
+
+    now = datetime.now(timezone.utc)
+    locks = _platform_collection(LOCKS_COLLECTION)
+    try:
+        locks.find_one_and_update(
+            {"_id": name, "$or": [{"expires_at": {"$lt": now}}, {"owner": owner}]},
+            {"$set": {"owner": owner, "expires_at": now + timedelta(seconds=ttl_s)}},
+            upsert=True,
+        )
+    except DuplicateKeyError:  # someone else holds it: the filter missed, the upsert collided
+        return False
+    return True
+
+
+def release_lock(name: str, owner: str) -> None:
+    """Release a lock this owner holds; a lock taken over by someone else is left alone."""
+    _platform_collection(LOCKS_COLLECTION).delete_one({"_id": name, "owner": owner})

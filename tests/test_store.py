@@ -71,3 +71,31 @@ def test_bulk_write_and_status(dataset):
     assert s.by_label == {"no_roadwork": 1, "roadwork": 2}
     assert s.by_slice["night"] == 2 and s.by_slice["urban"] == 1
     assert s.by_slice["synthetic"] == 0  # empty slices are reported as n=0
+
+
+def test_run_records_newest_first(dataset):
+    first = store.record_run(dataset, "evaluate", {"mcc": 0.5})
+    second = store.record_run(dataset, "evaluate", {"mcc": 0.6})
+    store.record_run(dataset, "predict", {"n": 3})
+    runs = store.list_runs(dataset, "evaluate")
+    assert [r["_id"] for r in runs] == [second, first]
+    assert runs[0]["mcc"] == 0.6 and runs[0]["dataset"] == dataset.name
+    assert len(store.list_runs(dataset)) == 3
+
+
+def test_lock_excludes_others_until_expiry(settings):
+    import time
+    import uuid
+
+    store.connect(settings)
+    name = f"lock-{uuid.uuid4().hex}"
+    assert store.acquire_lock(name, "a", ttl_s=60)
+    assert not store.acquire_lock(name, "b", ttl_s=60)
+    assert store.acquire_lock(name, "a", ttl_s=60)  # re-entrant for its owner
+    store.release_lock(name, "b")  # not b's lock: no effect
+    assert not store.acquire_lock(name, "b", ttl_s=60)
+    store.release_lock(name, "a")
+    assert store.acquire_lock(name, "b", ttl_s=0.2)
+    time.sleep(0.3)
+    assert store.acquire_lock(name, "c", ttl_s=60)  # b's lock expired (holder killed)
+    store.release_lock(name, "c")
