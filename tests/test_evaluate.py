@@ -1,0 +1,97 @@
+from __future__ import annotations
+
+import math
+
+import fiftyone as fo
+import numpy as np
+import pytest
+
+from curation import store
+from curation.evaluate import FAILURE_VIEWS, WORKSPACE_NAME, evaluate_predictions, slice_table
+
+# (truth, predicted label, p_roadwork, slices, tags)
+ROWS = [
+    ("roadwork", "roadwork", 0.9, ["night"], []),       # TP
+    ("roadwork", "roadwork", 0.8, [], []),              # TP
+    ("roadwork", "no_roadwork", 0.3, ["night"], []),    # FN
+    ("no_roadwork", "roadwork", 0.7, ["orange_distractor"], []),  # FP (conf 0.7)
+    ("no_roadwork", "roadwork", 0.95, ["orange_distractor"], []),  # FP (conf 0.95)
+    ("no_roadwork", "no_roadwork", 0.1, [], []),        # TN
+    ("roadwork", "no_roadwork", 0.2, [], ["label_conflict"]),  # excluded
+]
+
+
+def _add(dataset):
+    samples = []
+    for i, (gt, label, p, slices, tags) in enumerate(ROWS):
+        conf = p if label == "roadwork" else 1 - p
+        samples.append(
+            fo.Sample(
+                filepath=f"/tmp/eval{i}.jpg",
+                ground_truth=fo.Classification(label=gt),
+                stage1=fo.Classification(label=label, confidence=conf, p_roadwork=p,
+                                         logits=[math.log(1 - p), math.log(p)]),
+                slices=slices, tags=tags, model_version="0.0.1",
+            )
+        )
+    samples.append(fo.Sample(filepath="/tmp/eval_nopred.jpg", ground_truth=fo.Classification(label="roadwork")))
+    return dataset.add_samples(samples)
+
+
+def test_evaluation_matches_hand_counts(dataset):
+    ids = _add(dataset)
+    report = evaluate_predictions(dataset)
+    # TP=2, FN=1, FP=2, TN=1 over the 6 scored samples
+    tp, fn, fp, tn = 2, 1, 2, 1
+    mcc = (tp * tn - fp * fn) / math.sqrt((tp + fp) * (tp + fn) * (tn + fp) * (tn + fn))
+    assert report.overall.n == 6
+    assert report.overall.mcc == pytest.approx(mcc)
+    assert report.overall.accuracy == pytest.approx(3 / 6)
+    assert report.overall.precision == pytest.approx(2 / 4)
+    assert report.overall.recall == pytest.approx(2 / 3)
+    assert report.n_label_conflicts_excluded == 1
+    assert report.n_missing == 1
+
+    outcomes = dict(zip(dataset.values("id"), dataset.values("eval_stage1")))
+    assert [outcomes[i] for i in ids[:6]] == ["TP", "TP", "FN", "FP", "FP", "TN"]
+    assert outcomes[ids[6]] is None  # the conflict row is never scored
+
+    by_name = {row.name: row for row in report.slices}
+    assert by_name["night"].n == 2 and by_name["night"].recall == pytest.approx(0.5)
+    assert by_name["orange_distractor"].n == 2 and by_name["orange_distractor"].precision == 0.0
+    assert by_name["synthetic"].n == 0 and by_name["synthetic"].mcc is None  # n=0, never a metric of 0
+
+    fps = dataset.load_saved_view(FAILURE_VIEWS["FP"])
+    assert fps.values("stage1.p_roadwork") == [0.95, 0.7]  # most confident mistake first
+    assert dataset.load_saved_view(FAILURE_VIEWS["FN"]).values("id") == [ids[2]]
+    assert WORKSPACE_NAME in dataset.list_workspaces()
+    assert "eval_stage1" in dataset.list_evaluations()
+
+    (run,) = store.list_runs(dataset, "evaluate")
+    assert run["_id"] == report.run_id and run["model_version"] == "0.0.1"
+    assert run["table"][0]["n"] == 6
+
+
+def test_rerun_overwrites_same_fields(dataset):
+    _add(dataset)
+    first = evaluate_predictions(dataset)
+    second = evaluate_predictions(dataset)
+    assert first.as_rows() == second.as_rows()
+    assert dataset.list_evaluations() == ["eval_stage1"]
+
+
+def test_missing_prediction_field_is_named(dataset):
+    dataset.add_sample(fo.Sample(filepath="/tmp/x.jpg", ground_truth=fo.Classification(label="roadwork")))
+    with pytest.raises(Exception, match="curation predict"):
+        evaluate_predictions(dataset, pred_field="stage9")
+
+
+def test_slice_table_pure():
+    y = np.array([1, 1, 0, 0])
+    yhat = np.array([1, 0, 0, 0])
+    p = np.array([0.9, 0.4, 0.2, 0.1])
+    overall, rows = slice_table(y, yhat, p, [["a"], ["a"], ["b"], []], slice_names=("a", "b", "c"))
+    assert overall.mcc == pytest.approx(1 / math.sqrt(3))
+    assert [r.n for r in rows] == [2, 1, 0]
+    assert rows[0].recall == 0.5 and rows[0].mcc == 0.0  # single-class slice: MCC denominator 0 → 0
+    assert rows[0].auroc is None  # one class: AUROC undefined, reported as None
