@@ -215,3 +215,191 @@ def acquire_lock(name: str, owner: str, ttl_s: float) -> bool:
 def release_lock(name: str, owner: str) -> None:
     """Release a lock this owner holds; a lock taken over by someone else is left alone."""
     _platform_collection(LOCKS_COLLECTION).delete_one({"_id": name, "owner": owner})
+
+
+STAGED_SUFFIX = "__staged"
+
+
+def declare_like(dataset: fo.Dataset, name: str, like: str) -> None:
+    """Declare field ``name`` with the same type as existing field ``like`` (if missing)."""
+    fields = dataset.get_field_schema()
+    if name not in fields:
+        field = fields[like]
+        kwargs = {"embedded_doc_type": field.document_type} if hasattr(field, "document_type") else {}
+        dataset.add_sample_field(name, type(field), **kwargs)
+
+
+def promote_staged(dataset: fo.Dataset, fields: Sequence[str]) -> int:
+    """Move ``<field>__staged`` values into ``<field>`` for every sample that has them.
+
+    A prediction run writes only staged fields while it runs and promotes at the end. The
+    promotion is one ``$rename`` per document, which MongoDB applies atomically to a document,
+    so no sample ever shows fields from two models; a run killed before or during promotion is
+    completed by promoting again (idempotent). Returns the number of samples promoted.
+    """
+    staged = {f"{f}{STAGED_SUFFIX}": f for f in fields}
+    for name in fields:
+        declare_like(dataset, name, f"{name}{STAGED_SUFFIX}")
+    first = next(iter(staged))
+    result = dataset._sample_collection.update_many({first: {"$exists": True}}, {"$rename": staged})
+    dataset.reload()
+    return int(result.modified_count)
+
+
+# Ingest support: identity index, plain-state reads and bulk writes ------------------------------
+# Importers work on plain dicts (see curation.ingest_rules); these functions are the only place
+# that turns them into FiftyOne values and back.
+
+IDENTITY_FIELDS = ("content_hash", "alt_hashes", "video_id", "sequence_id", "frame_id", "sequence_group", "split", "source_ids")
+_DETECTION_RESERVED = {"id", "tags", "label", "bounding_box", "mask", "mask_path", "confidence", "index", "attributes"}
+
+
+class DuplicateHashError(Exception):
+    """Another writer inserted a sample with the same content hash first (unique index)."""
+
+
+def ensure_identity_index(dataset: fo.Dataset) -> None:
+    """A unique index on ``content_hash`` (for samples that have one), so two imports running at
+    once cannot create two samples for the same image."""
+    info = dataset.get_index_information().get("content_hash")
+    if info and info.get("unique") and info.get("partialFilterExpression"):
+        return
+    if info:
+        dataset.drop_index("content_hash")
+    dataset.create_index(
+        "content_hash", unique=True, partialFilterExpression={"content_hash": {"$type": "string"}}
+    )
+
+
+def identity_rows(dataset: fo.Dataset) -> list[dict[str, Any]]:
+    """id plus the identity fields of every sample (one query; ~200 bytes per sample)."""
+    fields = ["id", *IDENTITY_FIELDS]
+    columns = dataset.values(fields)
+    return [dict(zip(fields, row, strict=True)) for row in zip(*columns, strict=True)]
+
+
+def find_ids_by_hash(dataset: fo.Dataset, hashes: Sequence[str]) -> dict[str, str]:
+    """``{content_hash: sample_id}`` for the given hashes that exist now."""
+    from fiftyone import ViewField as F
+
+    if not hashes:
+        return {}
+    view = dataset.match(F("content_hash").is_in(list(hashes)))
+    return dict(zip(*view.values(["content_hash", "id"]), strict=True))
+
+
+def _from_fo(name: str, value: Any) -> Any:
+    import fiftyone as fo
+
+    if value is None:
+        return None
+    if isinstance(value, fo.Classification):
+        return value.label
+    if isinstance(value, fo.GeoLocation):
+        return list(value.point) if value.point else None
+    if isinstance(value, fo.Detections):
+        out = []
+        for d in value.detections:
+            item = {"label": d.label, "box": [float(v) for v in d.bounding_box or []]}
+            for key in d.field_names:
+                if key not in _DETECTION_RESERVED and d[key] is not None:
+                    item[key] = d[key]
+            out.append(item)
+        return out
+    return value
+
+
+def _to_fo(name: str, value: Any) -> Any:
+    import fiftyone as fo
+
+    if value is None:
+        return None
+    spec = _FIELD_KINDS.get(name)
+    if spec == "classification":
+        return fo.Classification(label=value)
+    if spec == "geo":
+        return fo.GeoLocation(point=list(value))
+    if spec == "detections":
+        return fo.Detections(
+            detections=[
+                fo.Detection(label=d["label"], bounding_box=list(d["box"]), **{k: v for k, v in d.items() if k not in ("label", "box")})
+                for d in value
+            ]
+        )
+    return value
+
+
+_FIELD_KINDS = {spec.name: spec.kind for spec in schema.FIELDS}
+
+
+def read_states(dataset: fo.Dataset, ids: Sequence[str], fields: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """``{id: {field: plain value}}`` for the given samples, in one query."""
+    if not ids:
+        return {}
+    names = ["id", "content_hash", *[f for f in fields if f != "content_hash"]]
+    columns = dataset.select(list(ids)).values(names)
+    out = {}
+    for row in zip(*columns, strict=True):
+        out[row[0]] = {name: _from_fo(name, value) for name, value in zip(names[1:], row[1:], strict=True)}
+    return out
+
+
+def insert_states(dataset: fo.Dataset, states: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Add one sample per state dict (``filepath``, ``metadata`` dict and field values) in one batch.
+
+    Raises:
+        DuplicateHashError: a sample with one of these content hashes already exists (samples
+            before it in the batch may have been inserted).
+    """
+    import fiftyone as fo
+
+    samples = []
+    for state in states:
+        fields = {k: _to_fo(k, v) for k, v in state.items() if k not in ("filepath", "metadata") and v is not None}
+        meta = state.get("metadata")
+        samples.append(
+            fo.Sample(filepath=str(state["filepath"]), metadata=fo.ImageMetadata(**meta) if meta else None, **fields)
+        )
+    try:
+        return dataset.add_samples(samples, progress=False)
+    except ValueError as e:
+        if "E11000" in str(e):
+            raise DuplicateHashError(str(e)) from None
+        raise
+
+
+def write_changes(dataset: fo.Dataset, changes: Mapping[str, Mapping[str, Any]]) -> int:
+    """Bulk-write ``{sample_id: {field: plain value}}``: one ``set_values`` per field, not per sample."""
+    by_field: dict[str, dict[str, Any]] = {}
+    for sample_id, fields in changes.items():
+        for name, value in fields.items():
+            by_field.setdefault(name, {})[sample_id] = _to_fo(name, value)
+    for name, values in by_field.items():
+        set_values_by_id(dataset, name, values)
+    return len(changes)
+
+
+def leak_inputs(dataset: fo.Dataset) -> list[tuple[str, Any, Any, Any, Any, list[str]]]:
+    """(id, split, sequence_group, phash, content_hash, tags) of every sample."""
+    fields = ["id", "split", "sequence_group", "phash", "content_hash", "tags"]
+    return list(zip(*dataset.values(fields), strict=True))
+
+
+def training_view(dataset: fo.Dataset) -> Any:
+    """Samples a model may train on: split train, labeled, neither leaking nor label-conflicted."""
+    from fiftyone import ViewField as F
+
+    return (
+        dataset.match(F("split") == schema.Split.TRAIN)
+        .exists("ground_truth")
+        .match_tags([schema.TAG_LEAK, schema.TAG_LABEL_CONFLICT], bool=False)
+    )
+
+
+def source_split_label_counts(dataset: fo.Dataset) -> dict[tuple[str, str, str], int]:
+    """Samples per (source, split, label); a sample with two sources counts under each."""
+    counts: Counter[tuple[str, str, str]] = Counter()
+    for sources, split, label in zip(*dataset.values(["sources", "split", "ground_truth.label"]), strict=True):
+        for source in sources or ["(none)"]:
+            counts[(source, split or "(none)", label or "unlabeled")] += 1
+    return dict(sorted(counts.items()))

@@ -1,0 +1,191 @@
+"""Run Stage-1 over a FiftyOne collection and write its fields in bulk.
+
+Fields written per sample (names in :data:`PREDICTION_FIELDS`):
+- ``stage1``: Classification with label, confidence of that label, logits [log(1−p), log p]
+  (two logits so Brain hardness works) and ``p_roadwork``;
+- ``stage1_views``: one Detection per view (label ``evidence`` for the top views, else
+  ``view``) with the view's probability as confidence, so evidence tiles show as boxes and views
+  can be browsed as patches;
+- ``gate_features`` (dict), ``stage1_embedding`` (global-view CLS, for Brain similarity and
+  diversity) and ``model_version``.
+
+Values go to staged fields while the run works and are promoted per document at the end
+(:func:`curation.store.promote_staged`), so a killed run never leaves a sample — or a field —
+mixing two models. Unreadable images are reported and skipped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from curation import store
+from curation.errors import InputError
+
+if TYPE_CHECKING:
+    import fiftyone.core.collections as foc
+    from PIL import Image
+
+    from curation.stage1.model import Stage1Model, Stage1Prediction
+
+PREDICTION_FIELDS = ("stage1", "stage1_views", "gate_features", "stage1_embedding", "model_version")
+VIEW_MODES = ("stored", "validator")
+
+
+@dataclass(frozen=True)
+class Shard:
+    """Worker ``index`` of ``count`` (``--shard i/n``): owns every n-th sample by sorted id."""
+
+    index: int = 0
+    count: int = 1
+
+    @classmethod
+    def parse(cls, text: str | None) -> Shard:
+        if not text:
+            return cls()
+        try:
+            i, n = (int(part) for part in text.split("/"))
+        except ValueError:
+            raise InputError(f"`--shard` must look like i/n (e.g. 0/4); got {text!r}.") from None
+        if not (n >= 1 and 0 <= i < n):
+            raise InputError(f"`--shard` i/n needs 0 ≤ i < n; got {text!r}.")
+        return cls(i, n)
+
+    def select(self, ids: Sequence[str]) -> list[str]:
+        return sorted(ids)[self.index :: self.count]
+
+
+@dataclass
+class PredictReport:
+    n_predicted: int = 0
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (filepath, reason)
+    model_version: str = ""
+    trained: bool = False
+    run_id: str | None = None
+
+
+def validator_seed(key: str, seed: int) -> int:
+    """Deterministic per-image query seed, so two models are scored on identical queries."""
+    return int.from_bytes(hashlib.sha256(f"{key}:{seed}".encode()).digest()[:4], "big")
+
+
+def to_fields(pred: Stage1Prediction) -> dict[str, Any]:
+    """Turn one prediction into FiftyOne field values (pure apart from label classes)."""
+    import fiftyone as fo
+
+    evidence = set(pred.evidence_views)
+    detections = [
+        fo.Detection(
+            label="evidence" if i in evidence else "view",
+            bounding_box=[float(v) for v in box],
+            confidence=float(p),
+            view_index=i,
+        )
+        for i, (box, p) in enumerate(zip(pred.view_boxes, pred.view_probs, strict=True))
+    ]
+    return {
+        "stage1": fo.Classification(
+            label=pred.label,
+            confidence=pred.confidence,
+            logits=list(pred.logits),
+            p_roadwork=pred.p_roadwork,
+        ),
+        "stage1_views": fo.Detections(detections=detections),
+        "gate_features": dict(pred.gate_features),
+        "stage1_embedding": [float(v) for v in pred.embedding],
+        "model_version": pred.model_version,
+    }
+
+
+def _batches(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _open_image(path: str) -> Image.Image:
+    from PIL import Image, ImageOps
+
+    with Image.open(path) as im:
+        im.load()
+        return ImageOps.exif_transpose(im).convert("RGB")
+
+
+def predict_collection(
+    collection: foc.SampleCollection,
+    model: Stage1Model,
+    *,
+    batch_size: int = 16,
+    shard: Shard = Shard(),
+    view: str = "stored",
+    seed: int = 0,
+    field_prefix: str = "",
+    progress: bool = True,
+) -> PredictReport:
+    """Predict every sample of ``collection`` (this worker's shard) and write the Stage-1 fields.
+
+    Args:
+        view: ``stored`` predicts the stored image; ``validator`` predicts the query a validator
+            would send for it (seeded per image, see :func:`validator_seed`).
+        field_prefix: prefix for the written fields (e.g. ``validator_``), so validator-view
+            predictions sit beside stored-view ones.
+    """
+    from rich.progress import Progress
+
+    from curation.stage1.validator_view import validator_query
+
+    if view not in VIEW_MODES:
+        raise InputError(f"`view` must be one of {VIEW_MODES}; got {view!r}.")
+    if batch_size < 1:
+        raise InputError(f"`batch_size` must be ≥ 1; got {batch_size}.")
+    dataset = collection._root_dataset
+    names = [f"{field_prefix}{name}" for name in PREDICTION_FIELDS]
+    ids = shard.select(collection.values("id"))
+    paths = dict(zip(*collection.select(ids).values(["id", "filepath"])))
+    report = PredictReport(model_version=model.config.version, trained=model.config.trained)
+
+    with Progress(disable=not progress, transient=True) as bar:
+        task = bar.add_task(f"Stage-1 {view} view", total=len(ids))
+        for batch in _batches(ids, batch_size):
+            images, kept = [], []
+            for sample_id in batch:
+                try:
+                    image = _open_image(paths[sample_id])
+                except (OSError, ValueError) as e:
+                    report.skipped.append((paths[sample_id], f"{type(e).__name__}: {e}"))
+                    continue
+                if view == "validator":
+                    image = validator_query(image, validator_seed(sample_id, seed))
+                images.append(image)
+                kept.append(sample_id)
+            predictions = model.predict(images)
+            columns: dict[str, dict[str, Any]] = {name: {} for name in names}
+            for sample_id, pred in zip(kept, predictions, strict=True):
+                for name, value in to_fields(pred).items():
+                    columns[f"{field_prefix}{name}"][sample_id] = value
+            for name, values in columns.items():
+                store.set_values_by_id(dataset, f"{name}{store.STAGED_SUFFIX}", values)
+            report.n_predicted += len(kept)
+            bar.advance(task, len(batch))
+
+    if report.n_predicted:
+        store.promote_staged(dataset, names)
+    report.run_id = store.record_run(
+        dataset,
+        "predict",
+        {
+            "model_version": model.config.version,
+            "trained": model.config.trained,
+            "view": view,
+            "view_policy": dataclasses.asdict(model.config.views),
+            "threshold": model.config.threshold,
+            "fields": names,
+            "shard": f"{shard.index}/{shard.count}",
+            "n_predicted": report.n_predicted,
+            "n_skipped": len(report.skipped),
+            "skipped": report.skipped[:100],
+        },
+    )
+    return report

@@ -1,0 +1,130 @@
+from __future__ import annotations
+
+import math
+
+import fiftyone as fo
+import numpy as np
+import pytest
+from PIL import Image
+
+from curation import store
+from curation.errors import InputError
+from curation.predict import PREDICTION_FIELDS, Shard, predict_collection
+from curation.stage1.backbone import tiny_random_backbone
+from curation.stage1.model import Stage1Config, Stage1Model
+
+
+@pytest.fixture(scope="module")
+def model() -> Stage1Model:
+    return Stage1Model.build(Stage1Config(), backbone=tiny_random_backbone(seed=0), seed=0)
+
+
+def _images(tmp_path, n=5):
+    rng = np.random.default_rng(0)
+    paths = []
+    for i in range(n):
+        size = (160 + 16 * i, 120)
+        arr = rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)
+        path = tmp_path / f"img{i}.jpg"
+        Image.fromarray(arr).save(path)
+        paths.append(path)
+    return paths
+
+
+def _add(dataset, tmp_path, n=5, corrupt=True):
+    paths = _images(tmp_path, n)
+    samples = [fo.Sample(filepath=str(p)) for p in paths]
+    if corrupt:
+        bad = tmp_path / "corrupt.jpg"
+        bad.write_bytes(b"\xff\xd8 not really a jpeg")
+        samples.append(fo.Sample(filepath=str(bad)))
+    dataset.add_samples(samples)
+    return paths
+
+
+def test_fields_match_direct_prediction(dataset, tmp_path, model):
+    paths = _add(dataset, tmp_path)
+    report = predict_collection(dataset, model, batch_size=2, progress=False)
+    assert report.n_predicted == 5
+    assert [p for p, _ in report.skipped] == [str(tmp_path / "corrupt.jpg")]
+    assert report.trained is False
+
+    direct = model.predict([Image.open(p).convert("RGB") for p in paths])
+    by_path = {s.filepath: s for s in dataset}
+    for path, pred in zip(paths, direct, strict=True):
+        s = by_path[str(path)]
+        p = s.stage1.p_roadwork
+        assert p == pytest.approx(pred.p_roadwork, abs=1e-6)
+        assert s.stage1.logits == pytest.approx([math.log(1 - p), math.log(p)], abs=1e-6)
+        assert s.stage1.confidence == pytest.approx(p if s.stage1.label == "roadwork" else 1 - p)
+        views = s.stage1_views.detections
+        assert len(views) == model.config.views.num_views
+        assert [d.confidence for d in views] == pytest.approx(list(pred.view_probs), abs=1e-6)
+        assert sum(d.label == "evidence" for d in views) == model.config.top_k
+        assert set(s.gate_features) == set(pred.gate_features)
+        assert s.model_version == model.config.version
+        assert len(s.stage1_embedding) == model.hidden_size
+    assert by_path[str(tmp_path / "corrupt.jpg")].stage1 is None
+    staged = [f for f in dataset.get_field_schema() if f.endswith(store.STAGED_SUFFIX)]
+    assert all(dataset.exists(f).count() == 0 for f in staged)
+    (run,) = store.list_runs(dataset, "predict")
+    assert run["n_predicted"] == 5 and run["n_skipped"] == 1
+
+
+def test_rerun_overwrites_and_shards_cover_everything(dataset, tmp_path, model):
+    _add(dataset, tmp_path, corrupt=False)
+    a = predict_collection(dataset, model, shard=Shard(0, 2), progress=False)
+    b = predict_collection(dataset, model, shard=Shard(1, 2), progress=False)
+    assert a.n_predicted + b.n_predicted == 5 and dataset.exists("stage1").count() == 5
+    before = dataset.values("stage1.p_roadwork")
+    predict_collection(dataset, model, progress=False)
+    assert dataset.values("stage1.p_roadwork") == pytest.approx(before)
+    assert len(dataset) == 5
+
+
+def test_killed_run_leaves_no_mixed_fields(dataset, tmp_path, model, monkeypatch):
+    _add(dataset, tmp_path, corrupt=False)
+    predict_collection(dataset, model, progress=False)
+    old = dict(zip(dataset.values("id"), dataset.values("stage1.p_roadwork")))
+
+    other = Stage1Model.build(Stage1Config(version="9.9.9"), backbone=model.backbone, seed=7)
+    calls = {"n": 0}
+    real = other.predict
+
+    def dies_on_second_batch(images):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt("killed")
+        return real(images)
+
+    monkeypatch.setattr(other, "predict", dies_on_second_batch)
+    with pytest.raises(KeyboardInterrupt):
+        predict_collection(dataset, other, batch_size=2, progress=False)
+    dataset.reload()
+    assert set(dataset.values("model_version")) == {"0.0.0"}  # nothing promoted
+    assert dict(zip(dataset.values("id"), dataset.values("stage1.p_roadwork"))) == old
+
+    monkeypatch.undo()
+    predict_collection(dataset, other, batch_size=2, progress=False)
+    assert set(dataset.values("model_version")) == {"9.9.9"}
+
+
+def test_validator_view_is_deterministic_and_separate(dataset, tmp_path, model):
+    _add(dataset, tmp_path, n=2, corrupt=False)
+    predict_collection(dataset, model, view="validator", field_prefix="validator_", progress=False)
+    first = dataset.values("validator_stage1.p_roadwork")
+    predict_collection(dataset, model, view="validator", field_prefix="validator_", progress=False)
+    assert dataset.values("validator_stage1.p_roadwork") == first
+    assert dataset.exists("stage1").count() == 0
+
+
+@pytest.mark.parametrize("text", ["1/1", "a/b", "2", "-1/3"])
+def test_bad_shard_is_explained(text):
+    with pytest.raises(InputError, match="shard"):
+        Shard.parse(text)
+
+
+def test_shard_parse():
+    assert Shard.parse("1/4") == Shard(1, 4)
+    assert Shard(1, 3).select(["e", "a", "d", "b", "c"]) == ["b", "e"]
+    assert set(PREDICTION_FIELDS) >= {"stage1", "stage1_views", "gate_features", "model_version"}
