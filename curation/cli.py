@@ -147,3 +147,7 @@ def main() -> None:  # pragma: no cover - console script shim
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
+
+
+# Command modules register themselves on `app` when imported (kept last: they import `command`).
+from curation import cli_stage1  # noqa: E402,F401
