@@ -1,0 +1,132 @@
+"""Fit the failure gate on val, certify an acceptance threshold on calib, write ``failure_risk``.
+
+Split discipline (DESIGN.md section 4): the gate is fit on val; its reported metrics come from
+cross-fitted (out-of-fold, sequence-grouped) risks on val, never in-sample ones; Learn-then-Test
+runs on calib only, with its threshold grid fixed from val risks. ``stage1_correct`` is written
+only where Stage-1 never trained (val, calib, test), since in-sample correctness on train says
+nothing about routing.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from curation import schema, store
+from curation.errors import InputError
+from curation.stage1 import crossfit, gate, risk
+
+if TYPE_CHECKING:
+    import fiftyone.core.collections as foc
+
+GATE_FILE = "gate.json"
+
+
+@dataclass(frozen=True)
+class GateReport:
+    n_val: int
+    n_calib: int
+    metrics: dict[str, float]  # out-of-fold on val: auroc, fpr_at_95_tpr, aurc
+    ltt: dict[str, Any]
+    gate_path: str
+    plot_path: str
+    run_id: str | None = None
+
+
+def _features(collection: foc.SampleCollection) -> tuple[list[str], np.ndarray, list[str], np.ndarray, list[str | None]]:
+    """(ids, gate feature matrix, names, correct, sequence groups) for samples with predictions and labels."""
+    ids, feats, pred, truth, groups = collection.exists("gate_features").exists("ground_truth").values(
+        ["id", "gate_features", "stage1.label", "ground_truth.label", "sequence_group"]
+    )
+    if not ids:
+        return [], np.zeros((0, 0)), [], np.zeros(0, dtype=bool), []
+    names = sorted(feats[0])
+    x = np.array([[f[n] for n in names] for f in feats], dtype=np.float64)
+    correct = np.array([p == t for p, t in zip(pred, truth, strict=True)], dtype=bool)
+    return ids, x, names, correct, groups
+
+
+def write_routing_labels(collection: foc.SampleCollection) -> int:
+    """``stage1_correct`` on held-out splits (val, calib, test); returns how many were written."""
+    held_out = collection.match({"split": {"$in": [schema.Split.VAL, schema.Split.CALIB, schema.Split.TEST]}})
+    held_out = held_out.match_tags(schema.TAG_LABEL_CONFLICT, bool=False)
+    ids, _, _, correct, _ = _features(held_out)
+    store.set_values_by_id(collection._root_dataset, "stage1_correct", dict(zip(ids, correct.tolist())))
+    return len(ids)
+
+
+def fit_and_apply_gate(
+    dataset: Any,
+    out_dir: Path,
+    *,
+    config: gate.GateConfig = gate.GateConfig(),
+    alpha: float = 0.1,
+    delta: float = 0.1,
+    n_splits: int = 5,
+) -> GateReport:
+    """Fit the gate on val, run Learn-then-Test on calib, and write ``failure_risk`` everywhere."""
+    from curation.stage1.gate_plots import plot_risk_coverage
+
+    write_routing_labels(dataset)
+    clean = dataset.match_tags(schema.TAG_LABEL_CONFLICT, bool=False)
+    _, x_val, names, correct_val, groups = _features(clean.match({"split": schema.Split.VAL}))
+    if len(correct_val) < 2 * n_splits:
+        raise InputError(f"The gate needs labelled, predicted val samples; found {len(correct_val)} (need ≥ {2 * n_splits}).")
+
+    def fit_predict_wrong(x_tr: np.ndarray, y_tr: np.ndarray, x_te: np.ndarray) -> np.ndarray:
+        # crossfit passes the label it stratifies on; ours is "stage-1 wrong".
+        return gate.fit_gate(x_tr, ~y_tr.astype(bool), feature_names=names, config=config).predict_risk(x_te)
+
+    oof = crossfit.out_of_fold_correct(
+        x_val, (~correct_val).astype(int), fit_predict_wrong, n_splits=n_splits, seed=config.seed,
+        groups=[g or str(i) for i, g in enumerate(groups)],
+    )
+    oof_risk = oof.probability
+    metrics = gate.gate_metrics(oof_risk, correct_val)
+    fitted = gate.fit_gate(x_val, correct_val, feature_names=names, config=config)
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    plot_path = plot_risk_coverage(gate.risk_coverage_curve(oof_risk, correct_val), out_dir / "risk_coverage.png", alpha=alpha)
+
+    _, x_cal, _, correct_cal, _ = _features(clean.match({"split": schema.Split.CALIB}))
+    if len(correct_cal):
+        ltt = risk.learn_then_test(
+            fitted.predict_risk(x_cal, feature_names=names), correct_cal, alpha=alpha, delta=delta,
+            thresholds=risk.threshold_grid(fitted.predict_risk(x_val, feature_names=names)), n_starts=1,
+        ).to_dict()
+    else:
+        ltt = {"threshold": None, "reason": "no labelled, predicted calib samples"}
+
+    gate_path = out_dir / GATE_FILE
+    gate_path.write_text(json.dumps({"gate": fitted.to_dict(), "ltt": ltt, "alpha": alpha, "delta": delta}, indent=2, default=_jsonable) + "\n")
+
+    ids, x_all, _, _, _ = _features_any(dataset, names)
+    store.set_values_by_id(dataset, "failure_risk", dict(zip(ids, fitted.predict_risk(x_all, feature_names=names).tolist())))
+    report = GateReport(
+        n_val=len(correct_val),
+        n_calib=len(correct_cal),
+        metrics={"auroc": metrics.auroc, "fpr_at_95_tpr": metrics.fpr_at_95_tpr, "aurc": metrics.aurc},
+        ltt={k: v for k, v in ltt.items() if k in ("threshold", "coverage", "selective_risk", "n_accepted", "n_errors", "alpha", "delta", "reason")},
+        gate_path=str(gate_path),
+        plot_path=str(plot_path),
+    )
+    run_id = store.record_run(dataset, "gate", json.loads(json.dumps(asdict(report), default=_jsonable)))
+    return GateReport(**{**asdict(report), "run_id": run_id})
+
+
+def _features_any(dataset: Any, names: list[str]) -> tuple[list[str], np.ndarray, None, None, None]:
+    ids, feats = dataset.exists("gate_features").values(["id", "gate_features"])
+    x = np.array([[f.get(n, np.nan) for n in names] for f in feats], dtype=np.float64).reshape(len(ids), len(names))
+    return ids, x, None, None, None
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    return str(value)

@@ -1,0 +1,168 @@
+"""The daily hard-case mining job: score hardness, pick a diverse batch, tag it.
+
+Candidates come from train and pool only (never val/calib/test/val_synthetic, never ``leak``),
+skipping samples mined before. Hardness (see :mod:`curation.stage1.hardness`) is the weighted
+mean of rank-normalised terms: prediction entropy, failure risk, view disagreement (the gate
+feature ``var`` over views) and mistakenness where ground truth exists. Only scalar fields are
+read for the whole pool; embeddings are fetched for the shortlist alone, so a pass over a
+million documents stays within seconds and a few hundred MB.
+
+Safety: one run per day holds an expiring lock in the database; the day's tag and the saved
+view are written only after the batch is chosen, in one update, so a killed run leaves either
+nothing or the whole batch; re-running the same day returns the existing batch unchanged.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import asdict, dataclass, field
+from datetime import date
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from curation import schema, store
+from curation.errors import CurationError, InputError
+from curation.stage1 import hardness
+
+if TYPE_CHECKING:
+    import fiftyone.core.collections as foc
+
+HARD_TAG_PREFIX = "hard:"
+LATEST_VIEW = "hard/latest"
+CANDIDATE_SPLITS = (schema.Split.TRAIN.value, schema.Split.POOL.value)
+
+
+@dataclass(frozen=True)
+class MiningConfig:
+    """The seeds' defaults: 200 a day, hardness ≥ 0.7, diversity over a 10× shortlist."""
+
+    quota: int = 200
+    min_hardness: float = 0.7
+    shortlist_factor: int = 10
+    diversity: float = 0.7
+    lock_ttl_s: float = 3600.0
+    weights: hardness.HardnessWeights = field(default_factory=hardness.HardnessWeights)
+
+    def __post_init__(self) -> None:
+        if self.quota < 1:
+            raise InputError(f"The 'quota' parameter must be an int ≥ 1. Got {self.quota} instead.")
+        if not 0.0 <= self.min_hardness <= 1.0:
+            raise InputError(f"The 'min_hardness' parameter must be in [0, 1]. Got {self.min_hardness} instead.")
+        if self.shortlist_factor < 1:
+            raise InputError(f"The 'shortlist_factor' parameter must be ≥ 1. Got {self.shortlist_factor} instead.")
+
+
+@dataclass(frozen=True)
+class MiningReport:
+    day: str
+    tag: str
+    n_candidates: int
+    n_passed: int  # candidates with hardness ≥ min_hardness
+    selected_ids: tuple[str, ...]
+    already_done: bool = False
+    run_id: str | None = None
+
+
+def day_tag(day: date) -> str:
+    return f"{HARD_TAG_PREFIX}{day.isoformat()}"
+
+
+def candidates(collection: foc.SampleCollection) -> foc.SampleCollection:
+    """Train and pool samples with predictions, not leaked, not mined before."""
+    from fiftyone import ViewField as F
+
+    view = collection.match(F("split").is_in(list(CANDIDATE_SPLITS))).match_tags(schema.TAG_LEAK, bool=False)
+    return view.exists("stage1").match(F("tags").filter(F().starts_with(HARD_TAG_PREFIX)).length() == 0)
+
+
+def hardness_scores(
+    p: np.ndarray, risk: np.ndarray, view_var: np.ndarray, truth: np.ndarray, *, weights: hardness.HardnessWeights
+) -> np.ndarray:
+    """Pure: combined hardness from per-sample arrays (NaN marks a missing term)."""
+    p = np.clip(p.astype(np.float64), 1e-7, 1 - 1e-7)
+    logits = np.stack([np.log1p(-p), np.log(p)], axis=1)
+    has_truth = ~np.isnan(truth)
+    correct = np.where(has_truth, (p >= 0.5) == (truth > 0.5), False)
+    mistaken = hardness.mistakenness(logits, np.where(has_truth, correct, np.nan))
+    return hardness.combine_hardness(
+        {
+            "entropy": hardness.prediction_entropy(logits),
+            "failure_risk": risk,
+            "view_disagreement": view_var,
+            "mistakenness": mistaken,
+        },
+        weights=weights,
+    )
+
+
+def mine(
+    collection: foc.SampleCollection,
+    *,
+    day: date | None = None,
+    config: MiningConfig = MiningConfig(),
+    owner: str | None = None,
+) -> MiningReport:
+    """Pick and tag the day's batch of hard cases (see module docstring)."""
+    dataset = collection._root_dataset
+    day = day or date.today()
+    tag = day_tag(day)
+    existing = dataset.match_tags(tag)
+    if existing.count():
+        return MiningReport(day.isoformat(), tag, 0, 0, tuple(existing.values("id")), already_done=True)
+
+    owner = owner or f"{socket.gethostname()}:{os.getpid()}"
+    lock = f"mine:{dataset.name}:{day.isoformat()}"
+    if not store.acquire_lock(lock, owner, config.lock_ttl_s):
+        raise CurationError(f"Another mining run holds the lock `{lock}`; it expires after {config.lock_ttl_s:.0f} s if that run died.")
+    try:
+        pool = candidates(collection)
+        ids, p, risk, view_var, truth = pool.values(
+            ["id", "stage1.p_roadwork", "failure_risk", "gate_features.var", "ground_truth.label"]
+        )
+        if not ids:
+            return MiningReport(day.isoformat(), tag, 0, 0, ())
+        # Ground truth derived by the rule exists for most of train; it counts for mistakenness.
+        truth_arr = np.array([np.nan if t is None else float(t == schema.Label.ROADWORK) for t in truth])
+        scores = hardness_scores(
+            _floats(p), _floats(risk), _floats(view_var), truth_arr, weights=config.weights
+        )
+        store.set_values_by_id(dataset, "hardness", dict(zip(ids, scores.tolist())))
+        passed = np.flatnonzero(scores >= config.min_hardness)
+        shortlist = passed[np.argsort(-scores[passed], kind="stable")][: config.quota * config.shortlist_factor]
+        chosen_local = _diverse(dataset, [ids[i] for i in shortlist], scores[shortlist], config)
+        chosen = tuple(ids[shortlist[i]] for i in chosen_local)
+        if chosen:
+            dataset.select(list(chosen)).tag_samples(tag)
+            dataset.save_view(LATEST_VIEW, dataset.match_tags(tag).sort_by("hardness", reverse=True), overwrite=True)
+        report = MiningReport(day.isoformat(), tag, len(ids), int(len(passed)), chosen)
+        run_id = store.record_run(
+            dataset, "mine", {**asdict(report), "selected_ids": list(chosen), "config": asdict(config)}
+        )
+        return MiningReport(**{**asdict(report), "run_id": run_id})
+    finally:
+        store.release_lock(lock, owner)
+
+
+def _diverse(dataset: Any, ids: list[str], scores: np.ndarray, config: MiningConfig) -> list[int]:
+    """Indices into ``ids`` of the day's batch: diverse when embeddings exist, else top scores."""
+    if not ids:
+        return []
+    embeddings = None
+    if "stage1_embedding" in dataset.get_field_schema():
+        emb = dict(zip(*dataset.select(ids).values(["id", "stage1_embedding"])))
+        if all(emb.get(i) is not None for i in ids):
+            embeddings = np.array([emb[i] for i in ids], dtype=np.float64)
+    if embeddings is None:
+        return list(range(min(config.quota, len(ids))))
+    return list(
+        # ``ids`` is already the shortlist: let diverse_select consider all of it.
+        hardness.diverse_select(
+            scores, embeddings, config.quota, shortlist_factor=-(-len(ids) // config.quota), diversity=config.diversity
+        )
+    )
+
+
+def _floats(values: list[Any]) -> np.ndarray:
+    return np.array([np.nan if v is None else float(v) for v in values], dtype=np.float64)

@@ -1,0 +1,147 @@
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+import fiftyone as fo
+import numpy as np
+import pytest
+
+from curation import store
+from curation.errors import CurationError
+from curation.gating import fit_and_apply_gate
+from curation.mining import LATEST_VIEW, MiningConfig, hardness_scores, mine
+from curation.stage1.features import gate_feature_dict, gate_features
+from curation.stage1.hardness import HardnessWeights
+
+DAY = date(2026, 11, 25)
+
+
+def _sample(i, *, split, p, views, truth, risk=None, emb=None, tags=(), group=None):
+    feats = gate_feature_dict(gate_features(views[None, :], np.array([p]), threshold=0.5, top_k=2, flip=False)[0], False)
+    label = "roadwork" if p >= 0.5 else "no_roadwork"
+    return fo.Sample(
+        filepath=f"/tmp/mine{i}.jpg",
+        split=split,
+        sequence_group=group or f"v{i}/s0",
+        ground_truth=fo.Classification(label=truth) if truth else None,
+        stage1=fo.Classification(label=label, confidence=max(p, 1 - p), p_roadwork=p, logits=[np.log(1 - p), np.log(p)]),
+        gate_features=feats,
+        failure_risk=risk,
+        stage1_embedding=list(emb) if emb is not None else None,
+        tags=list(tags),
+    )
+
+
+def test_hardness_orders_uncertain_risky_mistakes_first():
+    p = np.array([0.5, 0.99, 0.9, 0.02])
+    risk = np.array([0.9, 0.01, 0.5, 0.05])
+    var = np.array([0.2, 0.0, 0.1, 0.0])
+    truth = np.array([1.0, 1.0, 0.0, np.nan])  # sample 2 is a confident mistake
+    h = hardness_scores(p, risk, var, truth, weights=HardnessWeights())
+    assert h.argmax() == 0
+    assert h[2] > h[1] and h[2] > h[3]
+    assert ((0 <= h) & (h <= 1)).all()
+
+
+@pytest.fixture
+def mined_dataset(dataset):
+    rng = np.random.default_rng(0)
+    samples = []
+    for i in range(40):
+        split = ["train", "pool", "val", "calib", "test"][i % 5]
+        p = float(rng.uniform(0.01, 0.99))
+        samples.append(_sample(i, split=split, p=p, views=rng.uniform(size=10), truth="roadwork" if i % 3 else "no_roadwork",
+                               risk=float(rng.uniform()), emb=rng.normal(size=8)))
+    # the hardest sample is a leak: never mined
+    samples.append(_sample(99, split="train", p=0.5, views=np.full(10, 0.5), truth="no_roadwork", risk=1.0,
+                           emb=rng.normal(size=8), tags=["leak"]))
+    dataset.add_samples(samples)
+    return dataset
+
+
+def test_mine_picks_only_train_and_pool_and_is_idempotent(mined_dataset):
+    cfg = MiningConfig(quota=5, min_hardness=0.0)
+    report = mine(mined_dataset, day=DAY, config=cfg)
+    assert len(report.selected_ids) == 5 and report.n_candidates == 16
+    picked = mined_dataset.select(list(report.selected_ids))
+    assert set(picked.values("split")) <= {"train", "pool"}
+    assert "leak" not in picked.count_sample_tags()
+    assert set(mined_dataset.load_saved_view(LATEST_VIEW).values("id")) == set(report.selected_ids)
+
+    again = mine(mined_dataset, day=DAY, config=cfg)
+    assert again.already_done and set(again.selected_ids) == set(report.selected_ids)
+    assert mined_dataset.match_tags("hard:2026-11-25").count() == 5
+    # the next day never re-picks what was mined before
+    nxt = mine(mined_dataset, day=date(2026, 11, 26), config=cfg)
+    assert not set(nxt.selected_ids) & set(report.selected_ids)
+    assert store.list_runs(mined_dataset, "mine")[0]["tag"] == "hard:2026-11-26"
+
+
+def test_threshold_counts_what_passed(mined_dataset):
+    report = mine(mined_dataset, day=DAY, config=MiningConfig(quota=100, min_hardness=0.7))
+    h = np.array([v for v in mined_dataset.match({"split": {"$in": ["train", "pool"]}}).match_tags("leak", bool=False).values("hardness")])
+    assert report.n_passed == int((h >= 0.7).sum()) == len(report.selected_ids)
+
+
+def test_concurrent_run_is_refused_by_the_lock(mined_dataset):
+    lock = f"mine:{mined_dataset.name}:{DAY.isoformat()}"
+    assert store.acquire_lock(lock, "someone-else", ttl_s=60)
+    try:
+        with pytest.raises(CurationError, match="holds the lock"):
+            mine(mined_dataset, day=DAY, config=MiningConfig(quota=3, min_hardness=0.0))
+        assert mined_dataset.match_tags("hard:2026-11-25").count() == 0
+    finally:
+        store.release_lock(lock, "someone-else")
+
+
+def test_killed_run_leaves_no_partial_batch(mined_dataset, monkeypatch):
+    import fiftyone.core.collections as foc
+
+    def killed(self, tags):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(foc.SampleCollection, "tag_samples", killed)
+    with pytest.raises(KeyboardInterrupt):
+        mine(mined_dataset, day=DAY, config=MiningConfig(quota=3, min_hardness=0.0))
+    monkeypatch.undo()
+    assert mined_dataset.match_tags("hard:2026-11-25").count() == 0
+    assert len(mine(mined_dataset, day=DAY, config=MiningConfig(quota=3, min_hardness=0.0)).selected_ids) == 3
+
+
+def test_diversity_skips_near_identical_frames(dataset):
+    same = np.ones(4)
+    dataset.add_samples([
+        _sample(0, split="train", p=0.5, views=np.full(10, 0.5), truth=None, risk=0.99, emb=same),
+        _sample(1, split="train", p=0.5, views=np.full(10, 0.5), truth=None, risk=0.98, emb=same),
+        _sample(2, split="train", p=0.45, views=np.full(10, 0.45), truth=None, risk=0.9, emb=np.array([1, -1, 1, -1.0])),
+    ])
+    report = mine(dataset, day=DAY, config=MiningConfig(quota=2, min_hardness=0.0))
+    paths = sorted(dataset.select(list(report.selected_ids)).values("filepath"))
+    assert paths in (["/tmp/mine0.jpg", "/tmp/mine2.jpg"], ["/tmp/mine1.jpg", "/tmp/mine2.jpg"])
+
+
+def test_gate_fit_on_val_certifies_on_calib(dataset, tmp_path: Path):
+    rng = np.random.default_rng(3)
+    samples = []
+    for i in range(400):
+        split = "val" if i < 200 else "calib" if i < 340 else "train"
+        truth = int(rng.uniform() < 0.5)
+        margin = rng.uniform(0.0, 0.5)  # small margin → uncertain → more often wrong
+        wrong = rng.uniform() < (0.5 - margin)
+        pred = truth ^ int(wrong)
+        p = 0.5 + margin if pred else 0.5 - margin
+        p = float(np.clip(p, 0.01, 0.99))
+        views = np.clip(p + rng.normal(0, 0.05, 10), 0.001, 0.999)
+        samples.append(_sample(i, split=split, p=p, views=views, truth="roadwork" if truth else "no_roadwork", group=f"v{i // 4}/s0"))
+    dataset.add_samples(samples)
+    report = fit_and_apply_gate(dataset, tmp_path, alpha=0.2, delta=0.1)
+    assert report.n_val == 200 and report.n_calib == 140
+    assert report.metrics["auroc"] > 0.65  # uncertainty predicts mistakes
+    assert dataset.exists("failure_risk").count() == 400
+    assert dataset.match({"split": "train"}).exists("stage1_correct").count() == 0  # never in-sample
+    assert dataset.match({"split": "val"}).exists("stage1_correct").count() == 200
+    assert Path(report.plot_path).stat().st_size > 1000 and Path(report.gate_path).is_file()
+    if report.ltt["threshold"] is not None:
+        accepted = np.array(dataset.match({"split": "calib"}).values("failure_risk")) <= report.ltt["threshold"]
+        assert accepted.sum() == report.ltt["n_accepted"]
