@@ -84,3 +84,79 @@ def evaluate_command(
         f"{report.n_label_conflicts_excluded} label_conflict samples excluded, {report.n_missing} without label or prediction. "
         f"Saved views: failures/false_positives, failures/false_negatives, slices/*; workspace 'failure browsing'."
     )
+
+
+@command("gate")
+def gate_command(
+    settings_file: SettingsOption = None,
+    alpha: Annotated[float, typer.Option(help="Target error among accepted (Learn-then-Test).")] = 0.1,
+    delta: Annotated[float, typer.Option(help="Allowed probability of missing alpha.")] = 0.1,
+    kind: Annotated[str, typer.Option(help="logistic or mlp.")] = "logistic",
+) -> None:
+    """Fit the failure gate on val (out-of-fold metrics), certify a threshold on calib, write failure_risk."""
+    from curation import store
+    from curation.gating import fit_and_apply_gate
+    from curation.stage1.gate import GateConfig
+
+    settings = load_settings(settings_file)
+    dataset = store.open_dataset(settings, create=False)
+    versions = dataset.distinct("model_version")
+    out = settings.runs_root / "gates" / ("_".join(versions) or "unversioned")
+    report = fit_and_apply_gate(dataset, out, config=GateConfig(kind=kind), alpha=alpha, delta=delta)
+    m = report.metrics
+    console.print(
+        f"Gate on {report.n_val} val samples (out-of-fold): AUROC {m['auroc']:.3f}, FPR@95%TPR {m['fpr_at_95_tpr']:.3f}, "
+        f"AURC {m['aurc']:.3f}. Risk-coverage plot: {report.plot_path}"
+    )
+    ltt = report.ltt
+    if ltt.get("threshold") is None:
+        console.print(f"Learn-then-Test on {report.n_calib} calib samples certified no threshold: defer all ({ltt.get('reason', 'too few samples or too many errors')}).")
+    else:
+        console.print(
+            f"Learn-then-Test on {report.n_calib} calib samples: accept failure_risk ≤ {ltt['threshold']:.4f} → coverage "
+            f"{ltt['coverage']:.1%}, error among accepted {ltt['selective_risk']:.3f} (α={alpha}, δ={delta})."
+        )
+
+
+@command("mine")
+def mine_command(
+    settings_file: SettingsOption = None,
+    quota: Annotated[int, typer.Option(min=1, help="The day's labeling budget.")] = 200,
+    min_hardness: Annotated[float, typer.Option(min=0.0, max=1.0)] = 0.7,
+    day: Annotated[str | None, typer.Option(help="YYYY-MM-DD (default today).")] = None,
+) -> None:
+    """Score hardness on train+pool, pick a diverse batch, tag it hard:YYYY-MM-DD (idempotent per day)."""
+    from datetime import date as date_type
+
+    from curation import store
+    from curation.errors import InputError
+    from curation.mining import LATEST_VIEW, MiningConfig, mine
+
+    try:
+        when = date_type.fromisoformat(day) if day else None
+    except ValueError:
+        raise InputError(f"`--day` must be YYYY-MM-DD; got {day!r}.") from None
+    settings = load_settings(settings_file)
+    dataset = store.open_dataset(settings, create=False)
+    report = mine(dataset, day=when, config=MiningConfig(quota=quota, min_hardness=min_hardness))
+    if report.already_done:
+        console.print(f"{report.tag} already mined: {len(report.selected_ids)} samples (nothing changed).")
+    else:
+        console.print(
+            f"{report.n_passed} of {report.n_candidates} candidates have hardness ≥ {min_hardness}; "
+            f"tagged {len(report.selected_ids)} as {report.tag}. Saved view: {LATEST_VIEW}."
+        )
+
+
+@command("run")
+def run_command(
+    pipeline: Annotated[Path, typer.Argument(help="A pipeline YAML, e.g. pipelines/daily_mining.yaml.")],
+    settings_file: SettingsOption = None,
+) -> None:
+    """Run a declarative pipeline (daily mining, retrain-and-export)."""
+    import json
+
+    from curation.pipelines import run_pipeline
+
+    result = run_pipeline(load_settings(settings_file), pipeline)
+    console.print_json(json.dumps(result, default=str))

@@ -173,6 +173,8 @@ def _coerce(annotation: Any, value: Any, where: str) -> Any:
     target = next((t for t in options if t is not type(None)), annotation)
     if dataclasses.is_dataclass(target) and isinstance(value, Mapping):
         return from_mapping(target, value, source=where)  # type: ignore[arg-type]
+    if typing.get_origin(target) is tuple and isinstance(value, list):
+        return tuple(value)
     name = getattr(target, "__name__", str(target))
     try:
         if target is bool:

@@ -1,0 +1,88 @@
+"""Declarative jobs users schedule: each YAML in ``pipelines/`` parses into one typed config.
+
+``curation run pipelines/daily_mining.yaml`` reads the file's ``job`` key, builds that job's
+config (unknown keys are rejected with the nearest valid key) and runs it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from curation import store
+from curation.config import Settings, from_mapping
+from curation.errors import ConfigError, suggest
+from curation.mining import MiningConfig
+from curation.stage1.gate import GateConfig
+
+
+@dataclass(frozen=True)
+class DailyMiningConfig:
+    """Predict what changed, refit the gate, mine the day's hard cases.
+
+    Attributes:
+        model: model to predict with (dir, registered version or ``champion``).
+        predict_splits: splits predicted before mining (mining needs train/pool; the gate val/calib).
+        repredict: predict samples that already have this model's predictions again.
+        alpha, delta: Learn-then-Test target error among accepted and its confidence.
+        gate: how the failure gate is fit.
+        mining: quota, threshold, diversity, weights.
+    """
+
+    model: str = "champion"
+    predict_splits: tuple[str, ...] = ("train", "pool", "val", "calib")
+    repredict: bool = False
+    alpha: float = 0.1
+    delta: float = 0.1
+    gate: GateConfig = field(default_factory=GateConfig)
+    mining: MiningConfig = field(default_factory=MiningConfig)
+
+
+def run_daily_mining(settings: Settings, config: DailyMiningConfig, *, day: date | None = None) -> dict[str, Any]:
+    """The daily job: predict new samples, refit the gate, mine and tag the day's batch."""
+    from fiftyone import ViewField as F
+
+    from curation import registry
+    from curation.gating import fit_and_apply_gate
+    from curation.mining import mine
+    from curation.predict import predict_collection
+
+    dataset = store.open_dataset(settings, create=False)
+    model = registry.resolve_model(settings, config.model)
+    target = dataset.match(F("split").is_in(list(config.predict_splits)))
+    if not config.repredict:
+        target = target.match(F("model_version") != model.config.version)
+    predicted = predict_collection(target, model, progress=True).n_predicted
+    gate_dir = settings.runs_root / "gates" / model.config.version
+    gate = fit_and_apply_gate(dataset, gate_dir, config=config.gate, alpha=config.alpha, delta=config.delta)
+    mined = mine(dataset, day=day, config=config.mining)
+    return {"predicted": predicted, "gate": asdict(gate), "mining": asdict(mined)}
+
+
+JOBS: dict[str, tuple[type, Callable[..., dict[str, Any]]]] = {
+    "daily_mining": (DailyMiningConfig, run_daily_mining),
+}
+
+
+def load_pipeline(path: Path) -> tuple[str, Any]:
+    """Parse a pipeline YAML into (job name, typed config)."""
+    if not path.is_file():
+        raise ConfigError(f"Pipeline file {path} does not exist.")
+    raw = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(raw, dict) or "job" not in raw:
+        raise ConfigError(f"{path} must be a mapping with a `job` key (one of {sorted(JOBS)}).")
+    job = raw.pop("job")
+    if job not in JOBS:
+        raise ConfigError(f"{path}: unknown job `{job}`.{suggest(str(job), JOBS)} Known jobs: {sorted(JOBS)}.")
+    config_type, _ = JOBS[job]
+    return job, from_mapping(config_type, raw, source=str(path))
+
+
+def run_pipeline(settings: Settings, path: Path) -> dict[str, Any]:
+    job, config = load_pipeline(path)
+    return JOBS[job][1](settings, config)

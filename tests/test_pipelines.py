@@ -1,0 +1,39 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from curation.errors import ConfigError
+from curation.pipelines import DailyMiningConfig, load_pipeline
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_shipped_daily_mining_yaml_parses_to_the_seeds_defaults():
+    job, config = load_pipeline(ROOT / "pipelines" / "daily_mining.yaml")
+    assert job == "daily_mining"
+    assert isinstance(config, DailyMiningConfig)
+    assert config.mining.quota == 200 and config.mining.min_hardness == 0.7
+    assert config.predict_splits == ("train", "pool", "val", "calib")
+
+
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        ("job: daily_minig\n", "Did you mean `daily_mining`"),
+        ("job: daily_mining\nmining:\n  qouta: 5\n", "Did you mean `quota`"),
+        ("job: daily_mining\nmining:\n  quota: 0\n", "quota"),
+        ("mining: {}\n", "`job` key"),
+    ],
+)
+def test_bad_pipeline_files_are_explained(tmp_path, text, match):
+    path = tmp_path / "p.yaml"
+    path.write_text(text)
+    with pytest.raises(Exception, match=match):
+        load_pipeline(path)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_pipeline(tmp_path / "nope.yaml")
