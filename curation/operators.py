@@ -1,0 +1,146 @@
+"""Helpers shared by the project's FiftyOne plugin operators, and their Python entry point.
+
+Operators in ``plugins/`` are thin adapters: they read ``ctx.params``, call one function here or
+elsewhere in :mod:`curation`, and return plain JSON-able dicts. Anything two operators need (the
+delegation switch, the plugin's URIs, rendering a result as Markdown) lives here, not copied
+between plugins.
+
+Scripts and tests run operators through :func:`execute`, which goes through FiftyOne's
+``execute_operator`` exactly like the App does, so there is one code path for all three.
+
+Example:
+    >>> from curation.operators import operator_uri
+    >>> operator_uri("dataset_status")
+    '@roadwork/curation/dataset_status'
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from curation.config import Settings
+from curation.errors import ConfigError, suggest
+
+if TYPE_CHECKING:
+    import fiftyone.core.collections as foc
+
+PLUGIN_NAME = "@roadwork/curation"
+"""The ``name`` in ``plugins/roadwork/fiftyone.yml``; operator URIs are ``<PLUGIN_NAME>/<operator>``."""
+
+OPERATORS: tuple[str, ...] = ("dataset_status",)
+"""Every operator the plugin registers; ``fiftyone.yml`` must list exactly these (a test checks)."""
+
+DELEGATE_PARAM = "delegate"
+
+
+def operator_uri(name: str) -> str:
+    """The full URI of one of the plugin's operators."""
+    if name not in OPERATORS:
+        raise ConfigError(f"Unknown operator `{name}`.{suggest(name, OPERATORS)} Allowed: {', '.join(OPERATORS)}.")
+    return f"{PLUGIN_NAME}/{name}"
+
+
+def configure_plugins(settings: Settings) -> str:
+    """Point FiftyOne (this process and its children) at the project's plugins directory.
+
+    FiftyOne reads ``FIFTYONE_PLUGINS_DIR`` once, at import, so the live config is updated too.
+
+    Returns:
+        the plugins directory, as a string.
+    """
+    root = settings.plugins_root
+    if not root.is_dir():
+        raise ConfigError(f"Plugins directory {root} does not exist; set `plugins_dir` in the settings.")
+    path = str(root.resolve())
+    os.environ["FIFTYONE_PLUGINS_DIR"] = path
+    os.environ["CURATION_PLUGINS_DIR"] = path
+    import fiftyone as fo
+
+    fo.config.plugins_dir = path
+    return path
+
+
+# Helpers for operator forms -----------------------------------------------------------------
+def add_delegation_input(inputs: Any, *, default: bool = False, what: str = "this job") -> None:
+    """Add the "run in the background" switch every long operator offers.
+
+    The App stops immediate runs after 600 s; delegated runs are queued and executed by the
+    worker that ``curation app`` starts (or ``curation worker``).
+    """
+    inputs.bool(
+        DELEGATE_PARAM,
+        default=default,
+        label="Run in the background (delegated)",
+        description=f"Queue {what} for the delegated-operation worker instead of running it now.",
+    )
+
+
+def wants_delegation(params: Mapping[str, Any]) -> bool:
+    """The operator's ``resolve_delegation`` answer from its params."""
+    return bool(params.get(DELEGATE_PARAM, False))
+
+
+# Library calls the operators make -------------------------------------------------------------
+def collection_status(collection: foc.SampleCollection) -> dict[str, Any]:
+    """Counts by source, split, label, slice and tag of a dataset or view, as a plain dict."""
+    from curation import store
+
+    return dataclasses.asdict(store.status(collection))
+
+
+def status_markdown(status: Mapping[str, Any]) -> str:
+    """Render :func:`collection_status` output as Markdown for the App's output panel."""
+    lines = [f"**{status['name']}**: {status['total']} samples", "", f"_{status['location']}_", ""]
+    for key, title in (
+        ("by_source", "Sources"),
+        ("by_split", "Split"),
+        ("by_label", "Label"),
+        ("by_slice", "Slices"),
+        ("by_tag", "Tags"),
+    ):
+        counts = status.get(key) or {}
+        lines.append(f"**{title}**: " + (", ".join(f"{k} {v}" for k, v in counts.items()) or "none"))
+        lines.append("")
+    return "\n".join(lines).rstrip() + "\n"
+
+
+# Python entry point ---------------------------------------------------------------------------
+def execute(
+    name: str,
+    collection: foc.SampleCollection,
+    params: Mapping[str, Any] | None = None,
+    *,
+    delegate: bool = False,
+) -> Any:
+    """Run one of the plugin's operators on a dataset or view, as the App would.
+
+    Args:
+        name: operator name, e.g. ``"dataset_status"``.
+        collection: the dataset or view the operator targets (``ctx.target_view()``).
+        params: the operator's form values.
+        delegate: queue the run for the delegated-operation worker instead of running it now.
+
+    Returns:
+        the operator's result dict for an immediate run; for a delegated run, the queued
+        operation document (its ``id`` and ``run_state``).
+
+    Example:
+        >>> status = execute("dataset_status", dataset)  # doctest: +SKIP
+        >>> status["total"]  # doctest: +SKIP
+    """
+    import fiftyone.core.dataset as fod
+    import fiftyone.operators as foo
+
+    params = dict(params or {})
+    if delegate:
+        params[DELEGATE_PARAM] = True
+    ctx: dict[str, Any] = {"params": params, "request_delegation": delegate}
+    if isinstance(collection, fod.Dataset):
+        ctx["dataset"] = collection
+    else:
+        ctx["view"] = collection
+    result = foo.execute_operator(operator_uri(name), ctx=ctx)
+    return result.result
