@@ -1,7 +1,8 @@
 """Shared fixtures: every test database is isolated from the user's data.
 
-FiftyOne reads FIFTYONE_DATABASE_NAME at import, so it is set here, before any test imports
-FiftyOne; the embedded mongod is shared, the database is not.
+FiftyOne reads its database settings at import, so they are set here, before any test imports
+FiftyOne: the session runs its own mongod (see tests/mongod.py) unless FIFTYONE_DATABASE_URI
+names an external one, and uses a per-run database name either way.
 """
 
 from __future__ import annotations
@@ -12,6 +13,10 @@ from pathlib import Path
 
 import pytest
 
+from mongod import start_private_mongod  # noqa: E402  (tests/ is on sys.path)
+
+if not os.environ.get("FIFTYONE_DATABASE_URI"):
+    os.environ["FIFTYONE_DATABASE_URI"] = start_private_mongod()
 os.environ.setdefault("FIFTYONE_DATABASE_NAME", f"curation_test_{os.getpid()}")
 os.environ.setdefault("FIFTYONE_DATABASE_VALIDATION", "false")
 os.environ.setdefault("FIFTYONE_DO_NOT_TRACK", "true")
