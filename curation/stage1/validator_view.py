@@ -1,0 +1,156 @@
+"""Turn an image into the query a StreetVision validator would send, reproducibly from a seed.
+
+Validators pick an augmentation level 0-3 uniformly (DESIGN.md section 6):
+    0: center-crop the largest square, resize to 224
+    1: ±20° rotation, random square resized crop (scale 0.2-1) to 224, horizontal and vertical flips
+    2: level 1 + mild saturation/contrast/JPEG-style (down-up sampling) distortions (severity 0-1)
+    3: level 1 + saturation/contrast/JPEG (severity 0-2) + colour noise and Gaussian blur (0-2)
+and send the result as a base64 JPEG. Distortion strengths follow the DeeperForensics levels the
+subnet uses. Everything is drawn from ``seed``, so two models can be scored on identical queries;
+the JPEG quality is not published, PIL's default (75) is assumed.
+
+Example:
+    >>> from PIL import Image
+    >>> from curation.stage1.validator_view import validator_query
+    >>> q = validator_query(Image.new("RGB", (640, 480), "orange"), seed=7, level=1)
+    >>> q.size
+    (224, 224)
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import random
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, ImageFilter
+
+from curation.errors import ConfigError
+
+QUERY_SIZE = 224
+LEVELS = (0, 1, 2, 3)
+# Severity 1, 2 of each distortion (severity 0 = off).
+SATURATION = (0.4, 0.3)  # chroma scale in YCbCr
+CONTRAST = (0.85, 0.725)  # pixel scale
+DOWNSAMPLE = (2, 3)  # down-up sampling factor ("JPEG" in the subnet)
+NOISE_VARIANCE = (0.001, 0.002)  # colour noise variance on [0, 1] YCbCr
+BLUR_KERNEL = (7, 9)  # Gaussian kernel side; sigma = kernel / 6
+
+
+@dataclass(frozen=True)
+class QueryRecipe:
+    """Every random choice behind one query, so a query can be explained and replayed.
+
+    The crop is (left, top, side) in pixels of the rotated image; severities index the tables
+    above (0 = distortion off).
+    """
+
+    level: int
+    angle: float = 0.0
+    crop: tuple[int, int, int] | None = None
+    hflip: bool = False
+    vflip: bool = False
+    saturation: int = 0
+    contrast: int = 0
+    downsample: int = 0
+    noise: int = 0
+    blur: int = 0
+    noise_seed: int = 0
+
+
+def query_recipe(seed: int, width: int, height: int, level: int | None = None) -> QueryRecipe:
+    """Draw the augmentation parameters for an image of ``width × height`` (pure)."""
+    if level is not None and level not in LEVELS:
+        raise ConfigError(f"`level` must be one of {LEVELS} or None (uniform); got {level!r}.")
+    rng = random.Random(seed)
+    level = rng.randrange(4) if level is None else level
+    if level == 0:
+        return QueryRecipe(level=0)
+    angle = rng.uniform(-20.0, 20.0)
+    crop = _square_crop(rng, width, height)
+    hflip, vflip = rng.random() < 0.5, rng.random() < 0.5
+    top = 1 if level == 2 else 2 if level == 3 else 0
+    severities = {name: rng.randint(0, top) for name in ("saturation", "contrast", "downsample")}
+    if level == 3:
+        severities |= {"noise": rng.randint(0, 2), "blur": rng.randint(0, 2)}
+    return QueryRecipe(
+        level=level, angle=angle, crop=crop, hflip=hflip, vflip=vflip, noise_seed=rng.getrandbits(32), **severities
+    )
+
+
+def _square_crop(rng: random.Random, width: int, height: int) -> tuple[int, int, int]:
+    """A random square covering 20-100% of the image area; center square after 10 misses."""
+    for _ in range(10):
+        side = int(round(math.sqrt(rng.uniform(0.2, 1.0) * width * height)))
+        if 0 < side <= min(width, height):
+            return rng.randint(0, width - side), rng.randint(0, height - side), side
+    side = min(width, height)
+    return (width - side) // 2, (height - side) // 2, side
+
+
+def apply_recipe(image: Image.Image, recipe: QueryRecipe, *, quality: int = 75) -> Image.Image:
+    """Apply a recipe and the validators' JPEG round trip; returns a 224×224 RGB image."""
+    image = image.convert("RGB")
+    width, height = image.size
+    if recipe.level == 0:
+        side = min(width, height)
+        left, top = (width - side) // 2, (height - side) // 2
+        image = image.crop((left, top, left + side, top + side)).resize((QUERY_SIZE, QUERY_SIZE), Image.BILINEAR)
+    else:
+        image = image.rotate(recipe.angle, resample=Image.BILINEAR, expand=False)
+        left, top, side = recipe.crop
+        image = image.crop((left, top, left + side, top + side)).resize((QUERY_SIZE, QUERY_SIZE), Image.BILINEAR)
+        if recipe.hflip:
+            image = image.transpose(Image.FLIP_LEFT_RIGHT)
+        if recipe.vflip:
+            image = image.transpose(Image.FLIP_TOP_BOTTOM)
+        image = _distort(image, recipe)
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=quality)
+    buffer.seek(0)
+    return Image.open(buffer).convert("RGB")
+
+
+def _distort(image: Image.Image, recipe: QueryRecipe) -> Image.Image:
+    if recipe.saturation:
+        ycbcr = np.asarray(image.convert("YCbCr"), dtype=np.float64)  # [H, W, 3]
+        ycbcr[..., 1:] = 128.0 + (ycbcr[..., 1:] - 128.0) * SATURATION[recipe.saturation - 1]
+        image = _from_ycbcr(ycbcr)
+    if recipe.contrast:
+        pixels = np.asarray(image, dtype=np.float64) * CONTRAST[recipe.contrast - 1]
+        image = Image.fromarray(pixels.astype(np.uint8))
+    if recipe.downsample:
+        factor = DOWNSAMPLE[recipe.downsample - 1]
+        small = image.resize((QUERY_SIZE // factor, QUERY_SIZE // factor), Image.BILINEAR)
+        image = small.resize((QUERY_SIZE, QUERY_SIZE), Image.BILINEAR)
+    if recipe.noise:
+        rng = np.random.default_rng(recipe.noise_seed)
+        ycbcr = np.asarray(image.convert("YCbCr"), dtype=np.float64) / 255.0
+        ycbcr += math.sqrt(NOISE_VARIANCE[recipe.noise - 1]) * rng.standard_normal(ycbcr.shape)
+        image = _from_ycbcr(ycbcr * 255.0)
+    if recipe.blur:
+        image = image.filter(ImageFilter.GaussianBlur(radius=BLUR_KERNEL[recipe.blur - 1] / 6.0))
+    return image
+
+
+def _from_ycbcr(ycbcr: np.ndarray) -> Image.Image:
+    pixels = np.ascontiguousarray(np.clip(np.rint(ycbcr), 0, 255).astype(np.uint8))  # [H, W, 3]
+    return Image.frombytes("YCbCr", (pixels.shape[1], pixels.shape[0]), pixels.tobytes()).convert("RGB")
+
+
+def validator_query(image: Image.Image, seed: int, level: int | None = None, *, quality: int = 75) -> Image.Image:
+    """The 224×224 JPEG-decoded query a validator would send for ``image``.
+
+    Args:
+        image: any PIL image (converted to RGB).
+        seed: fixes the level (when ``level`` is None) and every augmentation parameter.
+        level: force an augmentation level 0-3; None draws it uniformly like the validators.
+        quality: JPEG quality of the round trip.
+
+    Returns:
+        A new RGB image; the same (image, seed, level) always gives identical pixels.
+    """
+    recipe = query_recipe(seed, image.width, image.height, level)
+    return apply_recipe(image, recipe, quality=quality)
