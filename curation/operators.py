@@ -30,7 +30,18 @@ if TYPE_CHECKING:
 PLUGIN_NAME = "@roadwork/curation"
 """The ``name`` in ``plugins/roadwork/fiftyone.yml``; operator URIs are ``<PLUGIN_NAME>/<operator>``."""
 
-OPERATORS: tuple[str, ...] = ("dataset_status",)
+OPERATORS: tuple[str, ...] = (
+    "dataset_status",
+    "predict_stage1",
+    "evaluate_stage1",
+    "compute_gate",
+    "mine_hard_cases",
+    "orange_candidates",
+    "mark_hard_negative",
+    "mark_roadwork",
+    "undo_label",
+    "accept_boxes",
+)
 """Every operator the plugin registers; ``fiftyone.yml`` must list exactly these (a test checks)."""
 
 DELEGATE_PARAM = "delegate"
@@ -105,6 +116,80 @@ def status_markdown(status: Mapping[str, Any]) -> str:
         lines.append(f"**{title}**: " + (", ".join(f"{k} {v}" for k, v in counts.items()) or "none"))
         lines.append("")
     return "\n".join(lines).rstrip() + "\n"
+
+
+def predict_target(
+    collection: foc.SampleCollection,
+    *,
+    model: str = "champion",
+    view: str = "stored",
+    batch_size: int = 16,
+    on_progress: Any = None,
+) -> dict[str, Any]:
+    """Predict a dataset/view with a named model (see :func:`curation.registry.resolve_model`)."""
+    from curation import registry
+    from curation.predict import predict_collection
+
+    stage1 = registry.resolve_model(Settings.load(), model)
+    prefix = "validator_" if view == "validator" else ""
+    report = predict_collection(
+        collection, stage1, batch_size=batch_size, view=view, field_prefix=prefix, progress=False, on_progress=on_progress
+    )
+    return {
+        "n_predicted": report.n_predicted,
+        "n_skipped": len(report.skipped),
+        "skipped": [f"{p}: {r}" for p, r in report.skipped[:20]],
+        "model_version": report.model_version,
+        "trained": report.trained,
+        "run_id": report.run_id,
+    }
+
+
+def evaluate_target(collection: foc.SampleCollection, *, view: str = "stored") -> dict[str, Any]:
+    """Evaluate stored- or validator-view predictions; returns the slice table as rows."""
+    from curation.evaluate import evaluate_predictions
+
+    pred_field, key = ("validator_stage1", "eval_validator") if view == "validator" else ("stage1", "eval_stage1")
+    report = evaluate_predictions(collection, pred_field=pred_field, eval_key=key)
+    return {
+        "rows": report.as_rows(),
+        "n_label_conflicts_excluded": report.n_label_conflicts_excluded,
+        "n_missing": report.n_missing,
+        "eval_key": key,
+        "run_id": report.run_id,
+    }
+
+
+def gate_dataset(collection: foc.SampleCollection, *, alpha: float = 0.1, delta: float = 0.1) -> dict[str, Any]:
+    """Fit the gate on the dataset's val split, LTT on calib, write failure_risk."""
+    from curation.gating import fit_and_apply_gate
+
+    dataset = collection._root_dataset
+    versions = "_".join(dataset.distinct("model_version")) or "unversioned"
+    report = fit_and_apply_gate(dataset, Settings.load().runs_root / "gates" / versions, alpha=alpha, delta=delta)
+    return dataclasses.asdict(report)
+
+
+def mine_target(collection: foc.SampleCollection, *, quota: int = 200, min_hardness: float = 0.7) -> dict[str, Any]:
+    from curation.mining import MiningConfig, mine
+
+    report = mine(collection, config=MiningConfig(quota=quota, min_hardness=min_hardness))
+    return {**dataclasses.asdict(report), "selected_ids": list(report.selected_ids)}
+
+
+def labeler_name() -> str:
+    """The configured user name recorded on human labels."""
+    return Settings.load().user_name
+
+
+def rows_markdown(rows: list[Mapping[str, Any]], columns: tuple[str, ...]) -> str:
+    """A Markdown table for the App's output panel (None shows as an em dash)."""
+    head = "| " + " | ".join(columns) + " |\n|" + "---|" * len(columns)
+    body = [
+        "| " + " | ".join("—" if r.get(c) is None else f"{r[c]:.3f}" if isinstance(r.get(c), float) else str(r[c]) for c in columns) + " |"
+        for r in rows
+    ]
+    return "\n".join([head, *body]) + "\n"
 
 
 # Python entry point ---------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -123,6 +123,7 @@ def predict_collection(
     seed: int = 0,
     field_prefix: str = "",
     progress: bool = True,
+    on_progress: Callable[[int, int], None] | None = None,
 ) -> PredictReport:
     """Predict every sample of ``collection`` (this worker's shard) and write the Stage-1 fields.
 
@@ -131,6 +132,7 @@ def predict_collection(
             would send for it (seeded per image, see :func:`validator_seed`).
         field_prefix: prefix for the written fields (e.g. ``validator_``), so validator-view
             predictions sit beside stored-view ones.
+        on_progress: called with (done, total) after each batch (delegated operators report it).
     """
     from rich.progress import Progress
 
@@ -169,6 +171,8 @@ def predict_collection(
                 store.set_values_by_id(dataset, f"{name}{store.STAGED_SUFFIX}", values)
             report.n_predicted += len(kept)
             bar.advance(task, len(batch))
+            if on_progress:
+                on_progress(int(bar.tasks[0].completed), len(ids))
 
     if report.n_predicted:
         store.promote_staged(dataset, names)

@@ -9,6 +9,7 @@ package, and returns plain values. Run them from Python with
 import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
+from curation import labeling, schema
 from curation import operators as cops
 
 
@@ -46,5 +47,179 @@ class DatasetStatus(foo.Operator):
         return types.Property(outputs)
 
 
+class _Operator(foo.Operator):
+    """Shared shape: target the dataset / view / selection, optional delegation, Markdown output."""
+
+    name = label = description = icon = ""
+    delegated_default = False
+
+    @property
+    def config(self):
+        return foo.OperatorConfig(
+            name=self.name,
+            label=self.label,
+            description=self.description,
+            icon=self.icon,
+            dynamic=True,
+            allow_immediate_execution=True,
+            allow_delegated_execution=True,
+        )
+
+    def form(self, ctx, inputs):
+        """Operator-specific inputs."""
+
+    def resolve_input(self, ctx):
+        inputs = types.Object()
+        ctx.target_view()
+        self.form(ctx, inputs)
+        cops.add_delegation_input(inputs, default=self.delegated_default, what=self.label)
+        return types.Property(inputs, view=types.View(label=self.label))
+
+    def resolve_delegation(self, ctx):
+        return cops.wants_delegation(ctx.params)
+
+    def resolve_output(self, ctx):
+        outputs = types.Object()
+        outputs.str("summary", label=self.label, view=types.MarkdownView())
+        return types.Property(outputs)
+
+    def progress(self, ctx):
+        def report(done, total):
+            ctx.set_progress(progress=done / max(total, 1), label=f"{done}/{total}")
+
+        return report
+
+
+class PredictStage1(_Operator):
+    name, label, icon = "predict_stage1", "Roadwork: predict (Stage-1)", "online_prediction"
+    description = "Multi-view Stage-1 predictions with evidence views and gate features"
+    delegated_default = True
+
+    def form(self, ctx, inputs):
+        inputs.str("model", default="champion", label="Model", description="Model dir, registered version, champion, or tiny-random")
+        inputs.enum("view", ["stored", "validator"], default="stored", label="Image", description="Stored image or the validator query")
+        inputs.int("batch_size", default=16, min=1, label="Batch size")
+
+    def execute(self, ctx):
+        p = ctx.params
+        result = cops.predict_target(
+            ctx.target_view(), model=p.get("model", "champion"), view=p.get("view", "stored"),
+            batch_size=int(p.get("batch_size", 16)), on_progress=self.progress(ctx),
+        )
+        result["summary"] = f"Predicted {result['n_predicted']} samples with model {result['model_version']}" + (
+            "" if result["trained"] else " (UNTRAINED random weights)") + f"; skipped {result['n_skipped']}."
+        return result
+
+
+class EvaluateStage1(_Operator):
+    name, label, icon = "evaluate_stage1", "Roadwork: evaluate", "fact_check"
+    description = "TP/FP/FN/TN per sample, per-slice MCC and reward, failure views"
+
+    def form(self, ctx, inputs):
+        inputs.enum("view", ["stored", "validator"], default="stored", label="Predictions")
+
+    def execute(self, ctx):
+        result = cops.evaluate_target(ctx.target_view(), view=ctx.params.get("view", "stored"))
+        result["summary"] = cops.rows_markdown(result["rows"], ("name", "n", "mcc", "accuracy", "precision", "recall", "reward"))
+        ctx.trigger("reload_dataset")
+        return result
+
+
+class ComputeGate(_Operator):
+    name, label, icon = "compute_gate", "Roadwork: fit failure gate", "shield"
+    description = "Fit the failure gate on val, certify a threshold on calib (Learn-then-Test), write failure_risk"
+
+    def form(self, ctx, inputs):
+        inputs.float("alpha", default=0.1, min=0.001, max=0.999, label="Target error among accepted (α)")
+        inputs.float("delta", default=0.1, min=0.001, max=0.999, label="Allowed failure probability (δ)")
+
+    def execute(self, ctx):
+        r = cops.gate_dataset(ctx.target_view(), alpha=float(ctx.params.get("alpha", 0.1)), delta=float(ctx.params.get("delta", 0.1)))
+        r["summary"] = (f"Gate AUROC {r['metrics']['auroc']:.3f}, FPR@95%TPR {r['metrics']['fpr_at_95_tpr']:.3f}, "
+                        f"AURC {r['metrics']['aurc']:.3f} (out-of-fold on {r['n_val']} val). LTT threshold: {r['ltt'].get('threshold')}.")
+        return r
+
+
+class MineHardCases(_Operator):
+    name, label, icon = "mine_hard_cases", "Roadwork: mine hard cases", "diamond"
+    description = "Tag today's diverse batch of hard train/pool samples hard:YYYY-MM-DD"
+    delegated_default = True
+
+    def form(self, ctx, inputs):
+        inputs.int("quota", default=200, min=1, label="Quota")
+        inputs.float("min_hardness", default=0.7, min=0.0, max=1.0, label="Minimum hardness")
+
+    def execute(self, ctx):
+        r = cops.mine_target(ctx.target_view(), quota=int(ctx.params.get("quota", 200)), min_hardness=float(ctx.params.get("min_hardness", 0.7)))
+        r["summary"] = (f"{r['tag']}: already mined, {len(r['selected_ids'])} samples." if r["already_done"] else
+                        f"{r['n_passed']} of {r['n_candidates']} passed; tagged {len(r['selected_ids'])} as {r['tag']} (view hard/latest).")
+        return r
+
+
+class OrangeCandidates(_Operator):
+    name, label, icon = "orange_candidates", "Roadwork: orange hard-negative queue", "format_list_numbered"
+    description = "Likely orange false positives first (orange share × p_roadwork, then failure risk)"
+
+    def execute(self, ctx):
+        view = labeling.orange_candidates(ctx.target_view())
+        ctx.ops.set_view(view=view)
+        return {"summary": f"{view.count()} candidates; saved view {labeling.ORANGE_VIEW}."}
+
+
+class MarkHardNegative(_Operator):
+    name, label, icon = "mark_hard_negative", "Roadwork: mark hard negative", "block"
+    description = "Selected samples are orange-but-not-roadwork (ground truth no_roadwork)"
+
+    def form(self, ctx, inputs):
+        inputs.enum("category", list(schema.HN_CATEGORIES), required=True, label="Category")
+        inputs.str("reason", default="", label="Reason")
+
+    def execute(self, ctx):
+        n = labeling.mark_hard_negative(ctx.target_view(), user=cops.labeler_name(), category=ctx.params["category"], reason=ctx.params.get("reason", ""))
+        ctx.trigger("reload_dataset")
+        return {"summary": f"Marked {n} hard negatives ({ctx.params['category']})."}
+
+
+class MarkRoadwork(_Operator):
+    name, label, icon = "mark_roadwork", "Roadwork: mark roadwork (missed positive)", "construction"
+    description = "Selected samples show roadwork (ground truth roadwork by a human)"
+
+    def form(self, ctx, inputs):
+        inputs.str("reason", default="missed positive", label="Reason")
+
+    def execute(self, ctx):
+        n = labeling.mark_roadwork(ctx.target_view(), user=cops.labeler_name(), reason=ctx.params.get("reason", "missed positive"))
+        ctx.trigger("reload_dataset")
+        return {"summary": f"Marked {n} samples roadwork."}
+
+
+class UndoLabel(_Operator):
+    name, label, icon = "undo_label", "Roadwork: undo last label change", "undo"
+    description = "Restore the label from before the last human change (recorded in history)"
+
+    def execute(self, ctx):
+        n = labeling.undo_label(ctx.target_view(), user=cops.labeler_name())
+        ctx.trigger("reload_dataset")
+        return {"summary": f"Undid the last label change on {n} samples."}
+
+
+class AcceptBoxes(_Operator):
+    name, label, icon = "accept_boxes", "Roadwork: accept boxes", "check_box"
+    description = "Promote edited boxes / proposals into primitives; the label rule updates ground truth"
+
+    def form(self, ctx, inputs):
+        inputs.list("sources", types.String(), default=["primitives_edit"], label="From fields",
+                    description=", ".join(labeling.BOX_SOURCES))
+        inputs.float("min_confidence", default=0.5, min=0.0, max=1.0, label="Minimum proposal confidence")
+
+    def execute(self, ctx):
+        n = labeling.accept_boxes(ctx.target_view(), user=cops.labeler_name(), sources=tuple(ctx.params.get("sources") or ["primitives_edit"]),
+                                  min_confidence=float(ctx.params.get("min_confidence", 0.5)))
+        ctx.trigger("reload_dataset")
+        return {"summary": f"Accepted boxes on {n} samples."}
+
+
 def register(p):
-    p.register(DatasetStatus)
+    for operator in (DatasetStatus, PredictStage1, EvaluateStage1, ComputeGate, MineHardCases, OrangeCandidates,
+                     MarkHardNegative, MarkRoadwork, UndoLabel, AcceptBoxes):
+        p.register(operator)
