@@ -150,4 +150,4 @@ if __name__ == "__main__":  # pragma: no cover
 
 
 # Command modules register themselves on `app` when imported (kept last: they import `command`).
-from curation import cli_stage1  # noqa: E402,F401
+from curation import cli_label, cli_stage1  # noqa: E402,F401

@@ -140,6 +140,9 @@ FIELDS: tuple[FieldSpec, ...] = (
     FieldSpec("prompt", "string", "generation prompt (synthetic samples)"),
     FieldSpec("seed", "int", "generation seed (synthetic samples)"),
     FieldSpec("parent_id", "string", "sample id of the img2img/inpaint parent"),
+    # Ingest (issue 3)
+    FieldSpec("alt_hashes", "list", "sha256 of other encodings of this frame merged by (vid, seq, frame)", element="string", indexed=True),
+    FieldSpec("query_meta", "dict", "miner query log: received_at, validator_hotkey, response, model_version, feedback_source"),
 )
 
 FIELD_NAMES = frozenset(f.name for f in FIELDS)
