@@ -41,6 +41,7 @@ OPERATORS: tuple[str, ...] = (
     "mark_roadwork",
     "undo_label",
     "accept_boxes",
+    "sam_boxes",
 )
 """Every operator the plugin registers; ``fiftyone.yml`` must list exactly these (a test checks)."""
 
@@ -175,6 +176,19 @@ def mine_target(collection: foc.SampleCollection, *, quota: int = 200, min_hardn
 
     report = mine(collection, config=MiningConfig(quota=quota, min_hardness=min_hardness))
     return {**dataclasses.asdict(report), "selected_ids": list(report.selected_ids)}
+
+
+def sam_boxes_target(collection: foc.SampleCollection, *, config_path: str, on_progress: Any = None) -> dict[str, Any]:
+    """SAM-assisted boxes from a SAM config YAML (``models/sam/*.yaml`` or a user file)."""
+    from pathlib import Path
+
+    from curation.sam import SamBoxesConfig, sam_boxes
+
+    path = Path(config_path)
+    if not path.is_absolute():
+        path = Settings.load().models_root / path
+    result = sam_boxes(collection, SamBoxesConfig.from_yaml(path), progress=on_progress)
+    return dataclasses.asdict(result)
 
 
 def labeler_name() -> str:

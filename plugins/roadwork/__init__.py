@@ -219,7 +219,29 @@ class AcceptBoxes(_Operator):
         return {"summary": f"Accepted boxes on {n} samples."}
 
 
+class SamBoxes(_Operator):
+    name, label, icon = "sam_boxes", "Roadwork: SAM-assisted boxes", "auto_fix_high"
+    description = "Masks and tight boxes (sam_primitives) from proposals, evidence views, boxes or clicked points"
+    delegated_default = True
+
+    def form(self, ctx, inputs):
+        inputs.str("config", default="sam/segment_anything_vit_h.yaml", label="SAM config",
+                   description="YAML under models/ (checkpoint or model path inside) or an absolute path")
+
+    def execute(self, ctx):
+        done = {"n": 0}
+
+        def advance(n=1):
+            done["n"] += n
+            ctx.set_progress(label=f"{done['n']} samples")
+
+        r = cops.sam_boxes_target(ctx.target_view(), config_path=ctx.params.get("config", "sam/segment_anything_vit_h.yaml"), on_progress=advance)
+        ctx.trigger("reload_dataset")
+        r["summary"] = f"{r['n_masks']} masks on {r['n_samples']} samples written to `{r['field']}` ({r['n_empty']} empty)."
+        return r
+
+
 def register(p):
     for operator in (DatasetStatus, PredictStage1, EvaluateStage1, ComputeGate, MineHardCases, OrangeCandidates,
-                     MarkHardNegative, MarkRoadwork, UndoLabel, AcceptBoxes):
+                     MarkHardNegative, MarkRoadwork, UndoLabel, AcceptBoxes, SamBoxes):
         p.register(operator)
