@@ -141,13 +141,23 @@ def worker_command(settings_file: SettingsOption = None) -> None:
     run_worker(load_settings(settings_file), console=console)
 
 
+
+
+@command("demo")
+def demo_command(settings_file: SettingsOption = None) -> None:
+    """The main job on demo data: corpus → ingest → Stage-1 → evaluate → gate → mine → label → ... → export."""
+    from curation.demo.job import run_demo
+
+    run_demo(load_settings(settings_file), console=console)
+
+
+# Command modules register themselves on `app` when imported (kept last: they import `command`).
+from curation import cli_ingest, cli_label, cli_stage1, cli_synth  # noqa: E402,F401
+
+
 def main() -> None:  # pragma: no cover - console script shim
     app()
 
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
-
-
-# Command modules register themselves on `app` when imported (kept last: they import `command`).
-from curation import cli_label, cli_stage1  # noqa: E402,F401

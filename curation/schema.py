@@ -143,6 +143,24 @@ FIELDS: tuple[FieldSpec, ...] = (
     # Ingest (issue 3)
     FieldSpec("alt_hashes", "list", "sha256 of other encodings of this frame merged by (vid, seq, frame)", element="string", indexed=True),
     FieldSpec("query_meta", "dict", "miner query log: received_at, validator_hotkey, response, model_version, feedback_source"),
+    FieldSpec("negative_prompt", "string", "generation negative prompt (synthetic samples)"),
+    FieldSpec("steps", "int", "diffusion steps (synthetic samples)"),
+    FieldSpec("strength", "float", "img2img/inpaint strength; None for text-to-image (synthetic samples)"),
+    FieldSpec("guidance_scale", "float", "classifier-free guidance scale (synthetic samples)"),
+    FieldSpec("synth_mode", "string", "text2img | img2img | inpaint_replace | inpaint_add (synthetic samples)"),
+    FieldSpec("generator_random_weights", "bool", "generator had random weights: never admitted to training", indexed=True),
+    # Stage-1 and mining (written by predict, gate, mine)
+    FieldSpec("stage1", "classification", "Stage-1: label, confidence of that label, logits [log(1-p), log p], p_roadwork"),
+    FieldSpec("stage1_views", "detections", "one box per view with its probability; label 'evidence' for the top views"),
+    FieldSpec("gate_features", "dict", "view statistics the failure gate reads (p, max, top-K mean, var, entropy, ...)"),
+    FieldSpec("stage1_embedding", "list", "global-view CLS embedding (Brain similarity, mining diversity)", element="float"),
+    FieldSpec("model_version", "string", "Stage-1 version that wrote the stage1 fields", indexed=True),
+    FieldSpec("failure_risk", "float", "the gate's P(stage-1 wrong)"),
+    FieldSpec("stage1_correct", "bool", "routing label on held-out splits: stage-1 right?"),
+    FieldSpec("hardness", "float", "combined, rank-normalised hardness of the last mining run"),
+    # Labeling assistance (detector, SAM)
+    FieldSpec("primitive_proposals", "detections", "detector proposals with confidences (not ground truth)"),
+    FieldSpec("sam_primitives", "detections", "SAM masks and tight boxes with SAM scores (not ground truth)"),
 )
 
 FIELD_NAMES = frozenset(f.name for f in FIELDS)

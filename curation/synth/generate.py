@@ -47,18 +47,11 @@ R = TypeVar("R")
 EXISTING = "existing"
 """Skip reason: an image with the same content hash is already in the dataset (a re-run)."""
 
-SYNTH_FIELDS: tuple[FieldSpec, ...] = (
-    FieldSpec("negative_prompt", "string", "generation negative prompt (synthetic samples)"),
-    FieldSpec("steps", "int", "diffusion steps (synthetic samples)"),
-    FieldSpec("strength", "float", "img2img/inpaint strength; None for text-to-image (synthetic samples)"),
-    FieldSpec("guidance_scale", "float", "classifier-free guidance scale (synthetic samples)"),
-    FieldSpec("synth_mode", "string", "text2img | img2img | inpaint_replace | inpaint_add (synthetic samples)"),
-    FieldSpec(
-        "generator_random_weights", "bool",
-        "True when the generator had random weights: never admitted to training (synthetic samples)", indexed=True,
-    ),
+SYNTH_FIELDS: tuple[FieldSpec, ...] = tuple(
+    f for f in schema.FIELDS
+    if f.name in {"negative_prompt", "steps", "strength", "guidance_scale", "synth_mode", "generator_random_weights"}
 )
-"""Synthetic-provenance fields beyond :data:`curation.schema.FIELDS` (to be merged into it)."""
+"""Synthetic-provenance fields (declared from the one field table in :mod:`curation.schema`)."""
 
 
 class GenerationError(CurationError):
