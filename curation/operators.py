@@ -42,6 +42,7 @@ OPERATORS: tuple[str, ...] = (
     "undo_label",
     "accept_boxes",
     "sam_boxes",
+    "synthesize",
 )
 """Every operator the plugin registers; ``fiftyone.yml`` must list exactly these (a test checks)."""
 
@@ -189,6 +190,18 @@ def sam_boxes_target(collection: foc.SampleCollection, *, config_path: str, on_p
         path = Settings.load().models_root / path
     result = sam_boxes(collection, SamBoxesConfig.from_yaml(path), progress=on_progress)
     return dataclasses.asdict(result)
+
+
+def synthesize_target(collection: foc.SampleCollection, *, params: Mapping[str, Any], model: str = "tiny-random") -> dict[str, Any]:
+    """SDXL synthesis with the job's parameters (see :class:`curation.synth.plan.SynthJob`)."""
+    from curation.config import from_mapping
+    from curation.synth.generate import synthesize
+    from curation.synth.pipeline import GeneratorConfig
+    from curation.synth.plan import SynthJob
+
+    job = from_mapping(SynthJob, dict(params), source="operator params")
+    report = synthesize(collection, job, settings=Settings.load(), pipelines=GeneratorConfig(model=model), progress=False)
+    return dataclasses.asdict(report)
 
 
 def labeler_name() -> str:

@@ -73,3 +73,15 @@ def test_mark_hard_negative_requires_a_known_category(app_dataset):
     with pytest.raises(Exception):
         cops.execute("mark_hard_negative", app_dataset.limit(1), {"category": "billboardz"})
     assert app_dataset.match_tags("hard_negative").count() == 0
+
+
+def test_synthesize_operator_with_tiny_generator_is_never_admitted(app_dataset):
+    out = cops.execute(
+        "synthesize", app_dataset, {"model": "tiny-random", "mode": "text2img", "count": 2, "steps": 2, "size": 64, "seed": 3}
+    )
+    assert out["random_weights"] is True and out["split"] is None
+    added = app_dataset.select(out["added"])
+    assert len(added) == 2
+    assert set(added.values("generator_random_weights")) == {True}
+    assert "not_admitted" in added.count_sample_tags()
+    assert app_dataset.match({"split": "train"}).match({"generator_random_weights": True}).count() == 0

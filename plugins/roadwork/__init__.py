@@ -241,7 +241,34 @@ class SamBoxes(_Operator):
         return r
 
 
+class Synthesize(_Operator):
+    name, label, icon = "synthesize", "Roadwork: synthesize (SDXL)", "brush"
+    description = "Orange-but-not-roadwork hard negatives, validator-style children, inpainting; admitted by the filter"
+    delegated_default = True
+
+    def form(self, ctx, inputs):
+        inputs.str("model", default="stabilityai/stable-diffusion-xl-base-1.0", label="Generator",
+                   description="Hub id, local folder, or tiny-random (random weights: never admitted)")
+        inputs.enum("mode", ["text2img", "img2img", "inpaint_replace", "inpaint_add"], default="text2img", label="Mode")
+        inputs.enum("purpose", ["train", "val_synthetic"], default="train", label="Purpose")
+        inputs.enum("kind", ["hard_negative", "positive", "negative", "caption"], default="hard_negative", label="Prompt kind")
+        inputs.int("count", default=8, min=1, label="Images")
+        inputs.int("seed", default=0, label="Seed")
+        inputs.int("steps", default=30, min=1, label="Steps")
+        inputs.int("size", default=1024, min=64, label="Width and height")
+
+    def execute(self, ctx):
+        p = ctx.params
+        job = {k: p[k] for k in ("mode", "purpose", "kind", "count", "seed", "steps") if k in p}
+        job["width"] = job["height"] = int(p.get("size", 1024))
+        r = cops.synthesize_target(ctx.target_view(), params=job, model=p.get("model", "tiny-random"))
+        ctx.trigger("reload_dataset")
+        admitted = "not admitted (random-weight generator)" if r["random_weights"] else f"split {r['split']}"
+        r["summary"] = f"Added {len(r['added'])} of {r['planned']} images, {admitted}; skipped {r['skipped']}."
+        return r
+
+
 def register(p):
     for operator in (DatasetStatus, PredictStage1, EvaluateStage1, ComputeGate, MineHardCases, OrangeCandidates,
-                     MarkHardNegative, MarkRoadwork, UndoLabel, AcceptBoxes, SamBoxes):
+                     MarkHardNegative, MarkRoadwork, UndoLabel, AcceptBoxes, SamBoxes, Synthesize):
         p.register(operator)
