@@ -59,6 +59,51 @@ def write_routing_labels(collection: foc.SampleCollection) -> int:
     return len(ids)
 
 
+@dataclass(frozen=True, eq=False)
+class FittedGate:
+    gate: gate.FailureGate
+    names: list[str]
+    metrics: gate.GateMetrics  # out-of-fold on val
+    oof_risk: np.ndarray  # [n_val]
+    ltt: dict[str, Any]
+
+
+def fit_gate_arrays(
+    x_val: np.ndarray,
+    correct_val: np.ndarray,
+    groups_val: list[str | None],
+    x_cal: np.ndarray,
+    correct_cal: np.ndarray,
+    *,
+    names: list[str],
+    config: gate.GateConfig = gate.GateConfig(),
+    alpha: float = 0.1,
+    delta: float = 0.1,
+    n_splits: int = 5,
+) -> FittedGate:
+    """Pure: gate fit on val, out-of-fold val metrics, Learn-then-Test on calib."""
+    if len(correct_val) < 2 * n_splits:
+        raise InputError(f"The gate needs labelled, predicted val samples; found {len(correct_val)} (need ≥ {2 * n_splits}).")
+
+    def fit_predict_wrong(x_tr: np.ndarray, y_tr: np.ndarray, x_te: np.ndarray) -> np.ndarray:
+        # crossfit passes the label it stratifies on; ours is "stage-1 wrong".
+        return gate.fit_gate(x_tr, ~y_tr.astype(bool), feature_names=names, config=config).predict_risk(x_te)
+
+    oof = crossfit.out_of_fold_correct(
+        x_val, (~correct_val).astype(int), fit_predict_wrong, n_splits=n_splits, seed=config.seed,
+        groups=[g or str(i) for i, g in enumerate(groups_val)],
+    )
+    fitted = gate.fit_gate(x_val, correct_val, feature_names=names, config=config)
+    if len(correct_cal):
+        ltt = risk.learn_then_test(
+            fitted.predict_risk(x_cal, feature_names=names), correct_cal, alpha=alpha, delta=delta,
+            thresholds=risk.threshold_grid(fitted.predict_risk(x_val, feature_names=names)), n_starts=1,
+        ).to_dict()
+    else:
+        ltt = {"threshold": None, "reason": "no labelled, predicted calib samples"}
+    return FittedGate(fitted, names, gate.gate_metrics(oof.probability, correct_val), oof.probability, ltt)
+
+
 def fit_and_apply_gate(
     dataset: Any,
     out_dir: Path,
@@ -74,48 +119,32 @@ def fit_and_apply_gate(
     write_routing_labels(dataset)
     clean = dataset.match_tags(schema.TAG_LABEL_CONFLICT, bool=False)
     _, x_val, names, correct_val, groups = _features(clean.match({"split": schema.Split.VAL}))
-    if len(correct_val) < 2 * n_splits:
-        raise InputError(f"The gate needs labelled, predicted val samples; found {len(correct_val)} (need ≥ {2 * n_splits}).")
-
-    def fit_predict_wrong(x_tr: np.ndarray, y_tr: np.ndarray, x_te: np.ndarray) -> np.ndarray:
-        # crossfit passes the label it stratifies on; ours is "stage-1 wrong".
-        return gate.fit_gate(x_tr, ~y_tr.astype(bool), feature_names=names, config=config).predict_risk(x_te)
-
-    oof = crossfit.out_of_fold_correct(
-        x_val, (~correct_val).astype(int), fit_predict_wrong, n_splits=n_splits, seed=config.seed,
-        groups=[g or str(i) for i, g in enumerate(groups)],
-    )
-    oof_risk = oof.probability
-    metrics = gate.gate_metrics(oof_risk, correct_val)
-    fitted = gate.fit_gate(x_val, correct_val, feature_names=names, config=config)
-
-    out_dir.mkdir(parents=True, exist_ok=True)
-    plot_path = plot_risk_coverage(gate.risk_coverage_curve(oof_risk, correct_val), out_dir / "risk_coverage.png", alpha=alpha)
-
     _, x_cal, _, correct_cal, _ = _features(clean.match({"split": schema.Split.CALIB}))
-    if len(correct_cal):
-        ltt = risk.learn_then_test(
-            fitted.predict_risk(x_cal, feature_names=names), correct_cal, alpha=alpha, delta=delta,
-            thresholds=risk.threshold_grid(fitted.predict_risk(x_val, feature_names=names)), n_starts=1,
-        ).to_dict()
-    else:
-        ltt = {"threshold": None, "reason": "no labelled, predicted calib samples"}
-
+    fitted = fit_gate_arrays(
+        x_val, correct_val, groups, x_cal, correct_cal, names=names, config=config, alpha=alpha, delta=delta, n_splits=n_splits
+    )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    plot_path = plot_risk_coverage(gate.risk_coverage_curve(fitted.oof_risk, correct_val), out_dir / "risk_coverage.png", alpha=alpha)
     gate_path = out_dir / GATE_FILE
-    gate_path.write_text(json.dumps({"gate": fitted.to_dict(), "ltt": ltt, "alpha": alpha, "delta": delta}, indent=2, default=_jsonable) + "\n")
+    payload = {"gate": fitted.gate.to_dict(), "ltt": fitted.ltt, "alpha": alpha, "delta": delta}
+    gate_path.write_text(json.dumps(payload, indent=2, default=_jsonable) + "\n")
 
     ids, x_all, _, _, _ = _features_any(dataset, names)
-    store.set_values_by_id(dataset, "failure_risk", dict(zip(ids, fitted.predict_risk(x_all, feature_names=names).tolist())))
+    store.set_values_by_id(dataset, "failure_risk", dict(zip(ids, fitted.gate.predict_risk(x_all, feature_names=names).tolist())))
+    m = fitted.metrics
     report = GateReport(
         n_val=len(correct_val),
         n_calib=len(correct_cal),
-        metrics={"auroc": metrics.auroc, "fpr_at_95_tpr": metrics.fpr_at_95_tpr, "aurc": metrics.aurc},
-        ltt={k: v for k, v in ltt.items() if k in ("threshold", "coverage", "selective_risk", "n_accepted", "n_errors", "alpha", "delta", "reason")},
+        metrics={"auroc": m.auroc, "fpr_at_95_tpr": m.fpr_at_95_tpr, "aurc": m.aurc},
+        ltt={k: v for k, v in fitted.ltt.items() if k in LTT_SUMMARY_KEYS},
         gate_path=str(gate_path),
         plot_path=str(plot_path),
     )
     run_id = store.record_run(dataset, "gate", json.loads(json.dumps(asdict(report), default=_jsonable)))
     return GateReport(**{**asdict(report), "run_id": run_id})
+
+
+LTT_SUMMARY_KEYS = ("threshold", "coverage", "selective_risk", "n_accepted", "n_errors", "alpha", "delta", "reason")
 
 
 def _features_any(dataset: Any, names: list[str]) -> tuple[list[str], np.ndarray, None, None, None]:
