@@ -98,10 +98,15 @@ def run_child(mode: str, parquet: Path, home: Path) -> dict:
 
 
 def naive(dataset, parquet: Path, settings) -> int:
-    """The baseline: same decode/hash/store work, one add_sample + save per row."""
+    """The baseline: the same per-image work (decode, hashes, media write, the same merged field
+    values) but one ``add_sample`` + ``save`` per row, no batching, no decode threads."""
     import fiftyone as fo
 
+    from curation import store
+    from curation.ingest_rules import Incoming, merge
     from curation.media import MediaLimits, MediaStore, decode_image
+    from curation.schema import Split
+    from curation.slices import SliceConfig
     from curation.sources.common import SourceRecord
     from curation.sources.natix import NatixImporter
 
@@ -114,12 +119,9 @@ def naive(dataset, parquet: Path, settings) -> int:
             continue
         image = decode_image(record.read(), name=record.name, limits=MediaLimits())
         path = media.put(image)
-        sample = fo.Sample(
-            filepath=str(path), content_hash=image.sha256, phash=image.phash, sources=["natix"],
-            source_ids=[record.qualified_id], split="train", ground_truth=fo.Classification(label=str(record.label)),
-            video_id=record.video_id, sequence_id=record.sequence_id, frame_id=record.frame_id,
-            sequence_group=record.sequence_group, city=record.scene.get("city"),
-        )
+        state = merge({"content_hash": image.sha256}, [Incoming(record, Split.TRAIN, image)], slice_config=SliceConfig()).state
+        fields = {k: store._to_fo(k, v) for k, v in state.items() if v not in (None, [], {})}
+        sample = fo.Sample(filepath=str(path), content_hash=image.sha256, phash=image.phash, **fields)
         dataset.add_sample(sample)
         sample.save()
         n += 1

@@ -25,7 +25,7 @@ from __future__ import annotations
 import dataclasses
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
@@ -273,13 +273,23 @@ def ingest(
 
     with ThreadPoolExecutor(max_workers=int(config.workers)) as pool, _progress(console, progress) as bar:
         task = bar.add_task(f"ingest {importer.source}", total=len(importer) or None)
-        for batch in _batched(importer, int(config.batch_size)):
+
+        def submit(batch: list[Any]) -> tuple[list[Any], list[Future[DecodedImage | Reject]]]:
+            records = [r for r in batch if isinstance(r, SourceRecord)]
+            return batch, [pool.submit(_decode, r, config.media) for r in records]
+
+        # Decode batch k+1 in the pool while batch k is written: at most two batches in memory.
+        batches = _batched(importer, int(config.batch_size))
+        pending = submit(first) if (first := next(batches, None)) is not None else None
+        while pending is not None:
+            batch, futures = pending
+            pending = submit(following) if (following := next(batches, None)) is not None else None
             summary.records += len(batch)
             records = [r for r in batch if isinstance(r, SourceRecord)]
             summary.rejects.extend(r for r in batch if isinstance(r, Reject))
-            decoded = list(pool.map(lambda r: _decode(r, config.media), records))
             incoming = []
-            for record, result in zip(records, decoded, strict=True):
+            for record, future in zip(records, futures, strict=True):
+                result = future.result()
                 if isinstance(result, Reject):
                     summary.rejects.append(result)
                     continue

@@ -34,7 +34,7 @@ class SliceConfig:
             ("Suburban" is not urban).
         small_area: largest roadwork-primitive box area (relative, w×h) below this is small_evidence.
         orange_share: negatives with at least this share of orange pixels are orange_distractor.
-        orange_hue_deg: [low, high] hue range in degrees counted as orange.
+        orange_hue_deg: [low, high] hue range in degrees (within red..yellow, 0-60) counted as orange.
         orange_min_saturation: minimum HSV saturation in [0, 1] of an orange pixel.
         orange_min_value: minimum HSV value in [0, 1] of an orange pixel.
     """
@@ -56,8 +56,10 @@ class SliceConfig:
             if not 0.0 <= value <= 1.0:
                 raise ConfigError(f"The `{name}` parameter must be a float in [0, 1]. Got {value} instead.")
         low, high = (float(v) for v in self.orange_hue_deg)
-        if not 0.0 <= low < high <= 360.0:
-            raise ConfigError(f"The `orange_hue_deg` parameter must be [low, high] in [0, 360]. Got {self.orange_hue_deg}.")
+        if not 0.0 <= low < high <= 60.0:
+            raise ConfigError(
+                f"The `orange_hue_deg` parameter must be [low, high] within [0, 60] (red to yellow). Got {self.orange_hue_deg}."
+            )
         for name in ("night_daytime", "rain_snow_words", "highway_words", "urban_words"):
             object.__setattr__(self, name, tuple(str(w).lower() for w in getattr(self, name)))
         object.__setattr__(self, "orange_hue_deg", (low, high))
@@ -106,30 +108,29 @@ def brightness(rgb: np.ndarray) -> float:
     """Mean Rec. 601 luma of an RGB uint8 array [h, w, 3], in [0, 1]."""
     if rgb.size == 0:
         return 0.0
-    luma = rgb[..., 0] * 0.299 + rgb[..., 1] * 0.587 + rgb[..., 2] * 0.114  # [h, w]
+    luma = rgb[..., 0] * np.float32(0.299) + rgb[..., 1] * np.float32(0.587) + rgb[..., 2] * np.float32(0.114)  # [h, w]
     return float(luma.mean() / 255.0)
 
 
 def orange_share(rgb: np.ndarray, config: SliceConfig) -> float:
-    """Share of pixels of an RGB uint8 array [h, w, 3] that are saturated, bright and orange."""
+    """Share of pixels of an RGB uint8 array [h, w, 3] that are saturated, bright and orange.
+
+    Integer HSV (hue and saturation on 0-255 scales, as PIL's HSV mode), ~0.1 ms on a thumbnail.
+    """
     if rgb.size == 0:
         return 0.0
-    x = rgb.astype(np.float32) / 255.0
-    r, g, b = x[..., 0], x[..., 1], x[..., 2]
-    vmax = x.max(axis=-1)
-    vmin = x.min(axis=-1)
-    delta = vmax - vmin
-    sat = np.where(vmax > 0, delta / np.maximum(vmax, 1e-6), 0.0)
-    # Hue in degrees; orange lies between red and yellow, where the max channel is red.
-    safe = np.maximum(delta, 1e-6)
-    hue = np.where(
-        vmax == r,
-        (60.0 * (g - b) / safe) % 360.0,
-        np.where(vmax == g, 60.0 * (b - r) / safe + 120.0, 60.0 * (r - g) / safe + 240.0),
-    )
+    r, g, b = (rgb[..., i].astype(np.int32) for i in range(3))  # [h, w] each
+    vmax = np.maximum(np.maximum(r, g), b)
+    delta = vmax - np.minimum(np.minimum(r, g), b)
+    # Orange lies between red (0 deg) and yellow (60 deg): the max channel is red and g >= b,
+    # where hue = 60 * (g - b) / delta degrees.
+    red_max = (vmax == r) & (g >= b) & (delta > 0)
     low, high = config.orange_hue_deg
-    mask = (delta > 0) & (hue >= low) & (hue <= high) & (sat >= config.orange_min_saturation) & (vmax >= config.orange_min_value)
-    return float(mask.mean())
+    hue60 = (g - b) * 60  # hue * delta, in degrees
+    in_hue = (hue60 >= low * delta) & (hue60 <= high * delta)
+    saturated = delta * 255 >= config.orange_min_saturation * 255 * np.maximum(vmax, 1)
+    bright = vmax >= config.orange_min_value * 255
+    return float((red_max & in_hue & saturated & bright).mean())
 
 
 def slice_counts(values: Sequence[Sequence[str] | None]) -> dict[str, int]:

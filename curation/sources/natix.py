@@ -203,7 +203,9 @@ class NatixImporter:
 
         for split, file in self._files:
             try:
-                pf = pq.ParquetFile(file)
+                # pre_buffer=False: with pre-buffering, pyarrow keeps every row group it has read
+                # cached until the file is closed, so memory grows with the rows (measured).
+                pf = pq.ParquetFile(file, pre_buffer=False)
             except Exception:  # noqa: BLE001 - reported once in setup()
                 continue
             names = pf.schema_arrow.names
