@@ -1,0 +1,186 @@
+"""``publish --dry-run``: check a bundle folder as the Hugging Face repo it would become.
+
+Nothing is uploaded (real publishing needs the network and a token; upload the checked folder with
+``hf upload <repo> <folder>``). The check covers what validators and miners rely on:
+
+- the files a miner loads (remote code, weights, processor, config with ``auto_map`` and the
+  ``None``/``Roadwork`` labels) and ``model_card.json`` with the subnet's required keys, a semantic
+  version and a Unix ``submission_time`` (the validator parses it with ``int``);
+- the CPU latency of one 224×224 query through the bundle's own miner detector, measured like a
+  miner answers (base64 JPEG → PIL → probability), cold (first call) and warm, against the 9 s
+  validator timeout.
+
+Example:
+    >>> from curation.export.publish import check_bundle
+    >>> report = check_bundle("models/registry/1.0.0")  # doctest: +SKIP
+    >>> report.passed  # doctest: +SKIP
+    True
+"""
+
+from __future__ import annotations
+
+import base64
+import importlib.util
+import io
+import json
+import re
+import statistics
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from curation.export.bundle import AUTO_MAP, ID2LABEL, MODEL_CARD_FILE, REMOTE_CODE_FILES, WEIGHTS_FILE
+from curation.export.miner import CONFIG_FILE, DETECTOR_FILE, MINER_DIR
+
+VALIDATOR_TIMEOUT_S = 9.0
+REQUIRED_CARD_KEYS = ("model_name", "version", "submitted_by", "submission_time")  # the subnet's list
+REQUIRED_FILES = (*REMOTE_CODE_FILES, WEIGHTS_FILE, "config.json", "preprocessor_config.json", MODEL_CARD_FILE, "README.md")
+_SEMVER = re.compile(r"^\d+\.\d+\.\d+$")
+_SS58 = re.compile(r"^5[1-9A-HJ-NP-Za-km-z]{47}$")
+
+
+@dataclass(frozen=True)
+class PublishReport:
+    """What a dry run found. ``passed`` needs no problems and both latencies under the timeout."""
+
+    repo_dir: Path
+    files: list[tuple[str, int]]  # (relative path, bytes)
+    problems: list[str]
+    warnings: list[str]
+    load_s: float | None
+    cold_latency_s: float | None
+    warm_latency_s: float | None  # median of the warm calls
+    probability: float | None
+    threads: int
+    timeout_s: float = VALIDATOR_TIMEOUT_S
+
+    @property
+    def latency_ok(self) -> bool:
+        return (
+            self.cold_latency_s is not None
+            and self.warm_latency_s is not None
+            and max(self.cold_latency_s, self.warm_latency_s) < self.timeout_s
+        )
+
+    @property
+    def passed(self) -> bool:
+        return not self.problems and self.latency_ok
+
+
+def check_layout(repo_dir: str | Path) -> tuple[list[str], list[str]]:
+    """Problems (would break miners or validators) and warnings for a bundle folder; pure file reads."""
+    repo_dir = Path(repo_dir)
+    required = (*REQUIRED_FILES, f"{MINER_DIR}/{DETECTOR_FILE}")
+    problems = [f"missing {name}" for name in required if not (repo_dir / name).is_file()]
+    warnings: list[str] = []
+    config = _read_json(repo_dir / "config.json", problems)
+    if config is not None:
+        if config.get("auto_map") != AUTO_MAP:
+            problems.append(f"config.json `auto_map` is {config.get('auto_map')!r}, expected {AUTO_MAP!r}")
+        if {int(k): v for k, v in (config.get("id2label") or {}).items()} != ID2LABEL:
+            problems.append(f"config.json `id2label` is {config.get('id2label')!r}, expected {ID2LABEL!r}")
+        if config.get("trained") is False:
+            warnings.append("the model is UNTRAINED (random head): do not mine with it")
+    card = _read_json(repo_dir / MODEL_CARD_FILE, problems)
+    if card is not None:
+        missing = [k for k in REQUIRED_CARD_KEYS if k not in card]
+        if missing:
+            problems.append(f"model_card.json lacks {missing}")
+        if not _SEMVER.match(str(card.get("version", ""))):
+            problems.append(f"model_card.json `version` {card.get('version')!r} is not X.Y.Z")
+        when = card.get("submission_time")
+        if not isinstance(when, int) or not 946684800 <= when <= time.time() + 86400:  # the validator's range
+            problems.append(
+                f"model_card.json `submission_time` {card.get('submission_time')!r} is not a Unix timestamp "
+                "(validators parse it with int())"
+            )
+        if not _SS58.match(str(card.get("submitted_by", ""))):
+            warnings.append(
+                f"`submitted_by` {card.get('submitted_by')!r} does not look like an SS58 hotkey; validators compare it "
+                "with your miner's hotkey (set CURATION_USER_NAME or pass --submitted-by)"
+            )
+    return problems, warnings
+
+
+def _read_json(path: Path, problems: list[str]):
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except ValueError as e:
+        problems.append(f"{path.name} is not valid JSON: {e}")
+        return None
+
+
+def load_detector(repo_dir: str | Path, *, device: str = "cpu"):
+    """The bundle's own miner detector class, imported from its file (as a miner would)."""
+    repo_dir = Path(repo_dir)
+    path = repo_dir / MINER_DIR / DETECTOR_FILE
+    name = f"_roadwork_detector_{abs(hash(str(path.resolve())))}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module.RoadworkDetector(config_name=str(repo_dir / MINER_DIR / CONFIG_FILE), device=device)
+
+
+def sample_query(seed: int = 0) -> bytes:
+    """A validator-style 224×224 JPEG (random street-like colours, augmentation level 3)."""
+    from PIL import Image
+
+    from curation.stage1.validator_view import validator_query
+
+    rng = np.random.default_rng(seed)
+    pixels = rng.integers(0, 256, (480, 640, 3), dtype=np.uint8)
+    query = validator_query(Image.fromarray(pixels), seed=seed, level=3)
+    buffer = io.BytesIO()
+    query.save(buffer, format="JPEG", quality=75)
+    return buffer.getvalue()
+
+
+def measure_latency(detector, jpeg: bytes, *, warm_calls: int = 3) -> tuple[float, float, float]:
+    """(cold s, warm median s, probability) for base64 JPEG → PIL → detector, like the miner's forward."""
+    from PIL import Image
+
+    payload = base64.b64encode(jpeg)
+
+    def one() -> tuple[float, float]:
+        start = time.perf_counter()
+        image = Image.open(io.BytesIO(base64.b64decode(payload)))
+        p = detector(image)
+        return time.perf_counter() - start, p
+
+    cold, p = one()
+    warm = [one()[0] for _ in range(max(1, warm_calls))]
+    return cold, statistics.median(warm), p
+
+
+def check_bundle(repo_dir: str | Path, *, warm_calls: int = 3, device: str = "cpu") -> PublishReport:
+    """Check a bundle folder's layout and time one query through its miner detector."""
+    import torch
+
+    repo_dir = Path(repo_dir)
+    files = [(str(p.relative_to(repo_dir)), p.stat().st_size) for p in sorted(repo_dir.rglob("*")) if p.is_file()]
+    problems, warnings = check_layout(repo_dir)
+    load_s = cold = warm = p = None
+    if not any(m.startswith("missing") for m in problems):
+        start = time.perf_counter()
+        detector = load_detector(repo_dir, device=device)
+        load_s = time.perf_counter() - start
+        cold, warm, p = measure_latency(detector, sample_query(), warm_calls=warm_calls)
+        if not 0.0 <= p <= 1.0:
+            problems.append(f"the detector returned {p!r}, not a probability in [0, 1]")
+    return PublishReport(
+        repo_dir=repo_dir,
+        files=files,
+        problems=problems,
+        warnings=warnings,
+        load_s=load_s,
+        cold_latency_s=cold,
+        warm_latency_s=warm,
+        probability=p,
+        threads=torch.get_num_threads(),
+    )
