@@ -160,3 +160,29 @@ def run_command(
 
     result = run_pipeline(load_settings(settings_file), pipeline)
     console.print_json(json.dumps(result, default=str))
+
+
+@command("retrain")
+def retrain_command(
+    settings_file: SettingsOption = None,
+    pipeline: Annotated[Path, typer.Option(help="Retrain config YAML.")] = Path("pipelines/retrain_export.yaml"),
+    version: Annotated[str | None, typer.Option(help="Version X.Y.Z (default: bump the newest registered).")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Promote even if the rule says no (recorded).")] = False,
+    run_name: Annotated[str | None, typer.Option(help="Resume a killed run by its name.")] = None,
+) -> None:
+    """Snapshot labels, train, calibrate, gate, compare with the champion, promote by rule, export."""
+    import dataclasses
+
+    from curation.pipelines import load_pipeline
+    from curation.retrain import run_retrain
+
+    job, config = load_pipeline(pipeline)
+    if job != "retrain_export":
+        from curation.errors import ConfigError
+
+        raise ConfigError(f"{pipeline} defines job `{job}`, not `retrain_export`.")
+    config = dataclasses.replace(config, force=force or config.force, version=version or config.version)
+    result = run_retrain(load_settings(settings_file), config, run_name=run_name, console=console)
+    verdict = "[green]PROMOTED[/]" if result.promoted else "[yellow]champion kept[/]"
+    console.print(f"{result.version}: {verdict} — " + "; ".join(result.reasons))
+    console.print(f"Report: {result.report_path}" + (f"\nBundle: {result.bundle_dir}" if result.bundle_dir else ""))

@@ -82,8 +82,15 @@ def fit_gate_arrays(
     n_splits: int = 5,
 ) -> FittedGate:
     """Pure: gate fit on val, out-of-fold val metrics, Learn-then-Test on calib."""
-    if len(correct_val) < 2 * n_splits:
-        raise InputError(f"The gate needs labelled, predicted val samples; found {len(correct_val)} (need ≥ {2 * n_splits}).")
+    group_ids = [g or str(i) for i, g in enumerate(groups_val)]
+    n_wrong = int((~correct_val.astype(bool)).sum())
+    # Folds need every class (right/wrong) and distinct sequence groups in each.
+    n_splits = min(n_splits, len(set(group_ids)), n_wrong, len(correct_val) - n_wrong)
+    if n_splits < 2:
+        raise InputError(
+            f"The gate needs val samples with both right and wrong Stage-1 answers across ≥ 2 sequence groups; "
+            f"found {len(correct_val)} samples, {n_wrong} wrong, {len(set(group_ids))} groups."
+        )
 
     def fit_predict_wrong(x_tr: np.ndarray, y_tr: np.ndarray, x_te: np.ndarray) -> np.ndarray:
         # crossfit passes the label it stratifies on; ours is "stage-1 wrong".
@@ -91,7 +98,7 @@ def fit_gate_arrays(
 
     oof = crossfit.out_of_fold_correct(
         x_val, (~correct_val).astype(int), fit_predict_wrong, n_splits=n_splits, seed=config.seed,
-        groups=[g or str(i) for i, g in enumerate(groups_val)],
+        groups=group_ids,
     )
     fitted = gate.fit_gate(x_val, correct_val, feature_names=names, config=config)
     if len(correct_cal):

@@ -43,6 +43,8 @@ OPERATORS: tuple[str, ...] = (
     "accept_boxes",
     "sam_boxes",
     "synthesize",
+    "stage2_evidence",
+    "retrain_and_export",
 )
 """Every operator the plugin registers; ``fiftyone.yml`` must list exactly these (a test checks)."""
 
@@ -202,6 +204,61 @@ def synthesize_target(collection: foc.SampleCollection, *, params: Mapping[str, 
     job = from_mapping(SynthJob, dict(params), source="operator params")
     report = synthesize(collection, job, settings=Settings.load(), pipelines=GeneratorConfig(model=model), progress=False)
     return dataclasses.asdict(report)
+
+
+def evidence_target(
+    collection: foc.SampleCollection,
+    *,
+    backend: str = "rapidocr",
+    r_accept: float = 0.2,
+    default: str = "recall",
+    risky_only: bool = True,
+    views: bool = True,
+    evaluate: bool = True,
+    batch_size: int = 16,
+    on_progress: Any = None,
+) -> dict[str, Any]:
+    """Stage-2 evidence (OCR + detector proposals) and the cascade decision; evaluates the cascade
+    against Stage-1 alone when labelled samples exist (plot under ``<runs>/cascade/<run id>``)."""
+    from curation.cascade import evaluate_cascade, run_stage2
+    from curation.evidence import RoutingConfig, make_backend
+
+    routing = RoutingConfig(r_accept=r_accept, default=default)  # type: ignore[arg-type]
+    report = run_stage2(
+        collection, backend=make_backend(backend), routing=routing, risky_only=risky_only, views=views,
+        batch_size=batch_size, progress=on_progress,
+    )  # fmt: skip
+    result: dict[str, Any] = {**dataclasses.asdict(report), "skipped": [f"{p}: {r}" for p, r in report.skipped[:20]]}
+    result["evaluation"] = None
+    if evaluate and collection.exists("cascade").exists("ground_truth").limit(1).count():
+        out_dir = Settings.load().runs_root / "cascade" / str(report.run_id)
+        result["evaluation"] = dataclasses.asdict(evaluate_cascade(collection, routing=routing, out_dir=out_dir))
+    return result
+
+
+def retrain_target(collection: foc.SampleCollection, *, pipeline: str = "retrain_export.yaml", force: bool = False) -> dict[str, Any]:
+    """The lead's button: run the retrain-and-export pipeline (see :mod:`curation.retrain`)."""
+    from pathlib import Path
+
+    from curation.assets import asset_dir
+    from curation.pipelines import load_pipeline
+    from curation.retrain import run_retrain
+
+    path = Path(pipeline)
+    if not path.is_absolute():
+        path = asset_dir("pipelines") / path
+    job, config = load_pipeline(path)
+    if job != "retrain_export":
+        raise ConfigError(f"{path} defines job `{job}`, not `retrain_export`.")
+    settings = Settings.load().replace(dataset_name=collection._root_dataset.name)
+    result = run_retrain(settings, dataclasses.replace(config, force=force or config.force))
+    return {
+        "version": result.version,
+        "promoted": result.promoted,
+        "reasons": result.reasons,
+        "report": str(result.report_path),
+        "bundle": str(result.bundle_dir) if result.bundle_dir else None,
+    }
 
 
 def labeler_name() -> str:

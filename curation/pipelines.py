@@ -64,8 +64,22 @@ def run_daily_mining(settings: Settings, config: DailyMiningConfig, *, day: date
     return {"predicted": predicted, "gate": asdict(gate), "mining": asdict(mined)}
 
 
-JOBS: dict[str, tuple[type, Callable[..., dict[str, Any]]]] = {
-    "daily_mining": (DailyMiningConfig, run_daily_mining),
+def run_retrain_export(settings: Settings, config: Any) -> dict[str, Any]:
+    from curation.retrain import run_retrain
+
+    result = run_retrain(settings, config)
+    return {k: str(v) if isinstance(v, Path) else v for k, v in asdict(result).items()}
+
+
+def _retrain_config() -> type:
+    from curation.retrain import RetrainConfig
+
+    return RetrainConfig
+
+
+JOBS: dict[str, tuple[Callable[[], type], Callable[..., dict[str, Any]]]] = {
+    "daily_mining": (lambda: DailyMiningConfig, run_daily_mining),
+    "retrain_export": (_retrain_config, run_retrain_export),
 }
 
 
@@ -79,7 +93,7 @@ def load_pipeline(path: Path) -> tuple[str, Any]:
     job = raw.pop("job")
     if job not in JOBS:
         raise ConfigError(f"{path}: unknown job `{job}`.{suggest(str(job), JOBS)} Known jobs: {sorted(JOBS)}.")
-    config_type, _ = JOBS[job]
+    config_type = JOBS[job][0]()
     return job, from_mapping(config_type, raw, source=str(path))
 
 

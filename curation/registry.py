@@ -32,7 +32,8 @@ def list_versions(settings: Settings) -> list[str]:
     root = settings.registry_root
     if not root.is_dir():
         return []
-    return sorted((p.name for p in root.iterdir() if (p / "stage1.json").is_file()), key=_semver)
+    names = (p.name for p in root.iterdir() if not p.name.startswith(".") and (p / "stage1.json").is_file())
+    return sorted(names, key=semver)
 
 
 def champion_version(settings: Settings) -> str | None:
@@ -84,7 +85,7 @@ def resolve_model(settings: Settings, spec: str | None, *, device: str = "cpu") 
     return Stage1Model.build(Stage1Config(backbone=spec), device=device)
 
 
-def _semver(text: str) -> tuple[int, ...]:
+def semver(text: str) -> tuple[int, ...]:
     try:
         return tuple(int(p) for p in text.split("."))
     except ValueError:

@@ -385,14 +385,22 @@ def leak_inputs(dataset: fo.Dataset) -> list[tuple[str, Any, Any, Any, Any, list
     return list(zip(*dataset.values(fields), strict=True))
 
 
-def training_view(dataset: fo.Dataset) -> Any:
-    """Samples a model may train on: split train, labeled, neither leaking nor label-conflicted."""
+def training_view(collection: Any) -> Any:
+    """The one definition of what a model may train on.
+
+    Split train, plus pool samples a human labeled (mined hard cases); labeled; never ``leak``,
+    ``label_conflict`` or ``not_admitted``; never an image from a random-weight generator.
+    """
     from fiftyone import ViewField as F
 
+    trainable = (F("split") == schema.Split.TRAIN) | (
+        (F("split") == schema.Split.POOL) & (F("label_origin") == schema.LABEL_ORIGIN_HUMAN)
+    )
     return (
-        dataset.match(F("split") == schema.Split.TRAIN)
+        collection.match(trainable)
         .exists("ground_truth")
-        .match_tags([schema.TAG_LEAK, schema.TAG_LABEL_CONFLICT], bool=False)
+        .match_tags([schema.TAG_LEAK, schema.TAG_LABEL_CONFLICT, "not_admitted"], bool=False)
+        .match(F("generator_random_weights") != True)  # noqa: E712 - a MongoDB expression, not a Python test
     )
 
 
@@ -403,3 +411,37 @@ def source_split_label_counts(dataset: fo.Dataset) -> dict[tuple[str, str, str],
         for source in sources or ["(none)"]:
             counts[(source, split or "(none)", label or "unlabeled")] += 1
     return dict(sorted(counts.items()))
+
+
+def dump_fields(dataset: fo.Dataset, fields: Sequence[str], path: Any) -> int:
+    """Write the raw MongoDB values of ``fields`` for every sample as extended-JSON lines.
+
+    Extended JSON keeps ObjectIds and dates exact, so :func:`restore_fields` puts back the very
+    documents (label ids included) that were there.
+    """
+    from bson import json_util
+
+    projection = {name: True for name in fields}
+    n = 0
+    with open(path, "w") as handle:
+        for doc in dataset._sample_collection.find({}, projection):
+            handle.write(json_util.dumps(doc) + "\n")
+            n += 1
+    return n
+
+
+def restore_fields(dataset: fo.Dataset, path: Any) -> int:
+    """Put back every field saved by :func:`dump_fields` (missing ones are unset)."""
+    from bson import json_util
+    from pymongo import UpdateOne
+
+    ops = []
+    with open(path) as handle:
+        for line in handle:
+            if line.strip():
+                doc = json_util.loads(line)
+                ops.append(UpdateOne({"_id": doc.pop("_id")}, {"$set": doc}))
+    for start in range(0, len(ops), 1000):
+        dataset._sample_collection.bulk_write(ops[start : start + 1000], ordered=False)
+    dataset.reload()
+    return len(ops)

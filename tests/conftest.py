@@ -32,7 +32,7 @@ ARTIFACTS = Path(os.environ.get("CURATION_TEST_ARTIFACTS", Path(__file__).resolv
 def settings(tmp_path: Path) -> Settings:
     """Settings with a unique dataset name and a temporary home (media, runs, caches)."""
     return Settings.load(env={}).replace(
-        dataset_name=f"t_{uuid.uuid4().hex[:10]}", home=tmp_path / "home", user_name="tester"
+        dataset_name=f"t_{uuid.uuid4().hex[:10]}", home=tmp_path / "home", user_name="tester", registry_dir=tmp_path / "registry"
     )
 
 

@@ -393,14 +393,8 @@ def _count(counts: dict[str, int], key: str, n: int) -> None:
         counts[key] = counts.get(key, 0) + n
 
 
-def training_view(collection: foc.SampleCollection) -> Any:
-    """Samples a trainer may use: split train, never a random-weight synthetic image (belt and braces)."""
-    from fiftyone import ViewField as F
-
-    view = collection.match(F("split") == Split.TRAIN.value)
-    if "generator_random_weights" in collection.get_field_schema():
-        view = view.match(F("generator_random_weights") != True)  # noqa: E712 - a MongoDB expression
-    return view
+training_view = store.training_view
+"""Re-exported: the platform's one definition of trainable samples (excludes random-weight images)."""
 
 
 __all__ = [

@@ -268,7 +268,57 @@ class Synthesize(_Operator):
         return r
 
 
+class Stage2Evidence(_Operator):
+    name, label, icon = "stage2_evidence", "Roadwork: Stage-2 evidence (OCR cascade)", "text_fields"
+    description = "Read sign text and score detector proposals on risky samples; write ocr_text, stage2_evidence, cascade"
+    delegated_default = True
+
+    def form(self, ctx, inputs):
+        inputs.bool("risky_only", default=True, label="Risky samples only", description="Only samples with failure_risk ≥ r_accept")
+        inputs.float("r_accept", default=0.2, min=0.0, max=1.0, label="Accept Stage-1 below this failure risk (r_accept)")
+        inputs.enum("default", ["recall", "balanced"], default="recall", label="Deferred samples default")
+        inputs.bool("views", default=True, label="Also read Stage-1's evidence views")
+        inputs.enum("backend", ["rapidocr", "easyocr"], default="rapidocr", label="OCR backend")
+        inputs.bool("evaluate", default=True, label="Evaluate against Stage-1 alone (labelled samples)")
+
+    def execute(self, ctx):
+        p = ctx.params
+        r = cops.evidence_target(
+            ctx.target_view(), backend=p.get("backend", "rapidocr"), r_accept=float(p.get("r_accept", 0.2)),
+            default=p.get("default", "recall"), risky_only=bool(p.get("risky_only", True)), views=bool(p.get("views", True)),
+            evaluate=bool(p.get("evaluate", True)), on_progress=self.progress(ctx),
+        )
+        ctx.trigger("reload_dataset")
+        stages = ", ".join(f"{k} {v}" for k, v in sorted(r["stages"].items()))
+        r["summary"] = (f"Cascade on {r['n_predicted']} samples ({stages}); {r['n_stage2']} read by {r['backend']} "
+                        f"in {r['seconds']:.1f} s. Filter `ocr_text` by `keywords`, `cascade` by `stage`.")
+        if r["evaluation"]:
+            r["summary"] += "\n\n" + cops.rows_markdown(r["evaluation"]["rows"], (
+                "name", "n", "stage1_mcc", "cascade_mcc", "stage1_accuracy", "cascade_accuracy", "stage2_share", "seconds_per_image"))
+        return r
+
+
+class RetrainAndExport(_Operator):
+    name, label, icon = "retrain_and_export", "Roadwork: retrain and export", "rocket_launch"
+    description = "Train a challenger on the current labels, promote it only if it beats the champion, export the miner bundle"
+    delegated_default = True
+
+    def form(self, ctx, inputs):
+        inputs.str("pipeline", default="retrain_export.yaml", label="Pipeline", description="YAML under pipelines/ or an absolute path")
+        inputs.bool("force", default=False, label="Force promotion (recorded)")
+
+    def resolve_delegation(self, ctx):
+        return True  # training outlives the App's 600 s limit: always the worker
+
+    def execute(self, ctx):
+        r = cops.retrain_target(ctx.dataset, pipeline=ctx.params.get("pipeline", "retrain_export.yaml"), force=bool(ctx.params.get("force", False)))
+        verdict = "PROMOTED" if r["promoted"] else "champion kept"
+        r["summary"] = f"**{r['version']}: {verdict}** — " + "; ".join(r["reasons"]) + f"\n\nReport: `{r['report']}`; bundle: `{r['bundle']}`"
+        return r
+
+
 def register(p):
     for operator in (DatasetStatus, PredictStage1, EvaluateStage1, ComputeGate, MineHardCases, OrangeCandidates,
-                     MarkHardNegative, MarkRoadwork, UndoLabel, AcceptBoxes, SamBoxes, Synthesize):
+                     MarkHardNegative, MarkRoadwork, UndoLabel, AcceptBoxes, SamBoxes, Synthesize,
+                     Stage2Evidence, RetrainAndExport):
         p.register(operator)

@@ -1,0 +1,389 @@
+"""Retrain-and-export: snapshot → training set → train → calibrate → gate → compare → promote → export.
+
+Each step writes its output under the run folder and marks itself done in ``state.json``, so a
+killed run resumes where it stopped. The challenger and the champion are scored on identical
+validator-view queries (same images, same seeds) of calib and val_synthetic; the promotion rule
+(:class:`PromotionRule`) decides, and its reasons are recorded either way.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from curation import registry, schema, store
+from curation.config import Settings
+from curation.errors import CurationError, InputError
+from curation.gating import fit_gate_arrays
+from curation.stage1 import calibrate, metrics
+from curation.stage1.gate import GateConfig
+from curation.stage1.model import Stage1Config, Stage1Model
+from curation.stage1.train import TrainConfig
+
+SNAPSHOT_FIELDS = ("ground_truth", "label_origin", "hn_category", "label_history", "labeled_by", "labeled_at", "primitives", "tags", "split")
+
+
+@dataclass(frozen=True)
+class PromotionRule:
+    """Promote only when the challenger is better on calib validator-view queries.
+
+    Attributes:
+        tolerance: MCC drop on calib still acceptable when a targeted slice improves.
+        targeted_slices: slices the run tries to fix (a gain there can justify promotion).
+        min_slice_n: slices smaller than this are reported but never block or justify.
+        max_slice_regression: a slice (n ≥ min_slice_n) whose MCC drops more than this blocks.
+        bootstrap: paired bootstrap resamples for the MCC-difference interval.
+        confidence: two-sided confidence of that interval.
+    """
+
+    tolerance: float = 0.01
+    targeted_slices: tuple[str, ...] = ("orange_distractor",)
+    min_slice_n: int = 20
+    max_slice_regression: float = 0.05
+    bootstrap: int = 1000
+    confidence: float = 0.9
+
+
+@dataclass(frozen=True)
+class RetrainConfig:
+    """One retrain-and-export run (``pipelines/retrain_export.yaml``)."""
+
+    backbone: str = "tiny-random"
+    model_name: str = "roadwork-stage1"  # model_card.json `model_name` (the HF repo name when published)
+    version: str | None = None  # None: bump the champion's minor version
+    head_train: TrainConfig = field(default_factory=TrainConfig)
+    finetune: TrainConfig | None = None  # partial/LoRA before the head, when set
+    hard_negative_weight: float = 2.0
+    calib_seed: int = 0
+    gate: GateConfig = field(default_factory=GateConfig)
+    alpha: float = 0.1
+    delta: float = 0.1
+    promotion: PromotionRule = field(default_factory=PromotionRule)
+    force: bool = False
+    export: bool = True
+
+
+@dataclass
+class RetrainResult:
+    run_dir: Path
+    version: str
+    promoted: bool
+    reasons: list[str]
+    comparison: dict[str, Any]
+    training_counts: dict[str, Any]
+    report_path: Path | None = None
+    bundle_dir: Path | None = None
+
+
+class _State:
+    """Steps done so far, persisted atomically in ``state.json``."""
+
+    def __init__(self, run_dir: Path):
+        self.path = run_dir / "state.json"
+        self.data: dict[str, Any] = json.loads(self.path.read_text()) if self.path.is_file() else {"done": {}}
+
+    def done(self, step: str) -> Any:
+        return self.data["done"].get(step)
+
+    def mark(self, step: str, value: Any) -> None:
+        self.data["done"][step] = value
+        registry.write_json_atomic(self.path, self.data)
+
+
+# Step 1: snapshot -----------------------------------------------------------------------------
+def snapshot_labels(dataset: Any, out_dir: Path, *, config: RetrainConfig) -> dict[str, Any]:
+    """A restorable copy of every label field (see :func:`curation.store.restore_fields`) and a manifest."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    n = store.dump_fields(dataset, SNAPSHOT_FIELDS, out_dir / "labels.jsonl")
+    manifest = {
+        "dataset": dataset.name,
+        "n_samples": n,
+        "fields": list(SNAPSHOT_FIELDS),
+        "label_revisions": int(sum(len(h or []) for h in dataset.values("label_history"))),
+        "config": _jsonable(dataclasses.asdict(config)),
+        "git_commit": _git_commit(),
+        "created_at": datetime.now(timezone.utc).isoformat(),
+    }
+    registry.write_json_atomic(out_dir / "manifest.json", manifest)
+    return manifest
+
+
+# Step 2: training set -------------------------------------------------------------------------
+def training_counts(view: Any) -> dict[str, Any]:
+    return {
+        "n": view.count(),
+        "by_source": view.count_values("sources"),
+        "by_label": view.count_values("ground_truth.label"),
+        "by_slice": view.count_values("slices"),
+        "hard_negatives": view.match_tags(schema.TAG_HARD_NEGATIVE).count(),
+        "human_labeled": view.match({"label_origin": schema.LABEL_ORIGIN_HUMAN}).count(),
+    }
+
+
+# Step 3: train ----------------------------------------------------------------------------------
+def train_challenger(view: Any, config: RetrainConfig, *, settings: Settings, version: str, checkpoint_dir: Path) -> Stage1Model:
+    """Train a fresh Stage-1 on the training view (fine-tune first when configured, then the head)."""
+    from curation.stage1.cache import CacheSpec, FeatureCache, cache_features
+    from curation.stage1.train import train_finetune, train_head
+
+    import torch
+
+    ids, paths, hashes, labels, tags = view.values(["id", "filepath", "content_hash", "ground_truth.label", "tags"])
+    if len(ids) < 10:
+        raise InputError(f"Only {len(ids)} training samples: nothing to retrain on (need ≥ 10).")
+    y = np.array([label == schema.Label.ROADWORK for label in labels], dtype=np.int64)
+    if y.min() == y.max():
+        raise InputError("The training view holds one class only; label both roadwork and no_roadwork samples.")
+    model = Stage1Model.build(Stage1Config(backbone=config.backbone), seed=config.head_train.seed)
+    if config.finetune is not None:
+        train_finetune(paths, y, config.finetune, model=model, content_hashes=hashes, checkpoint_dir=checkpoint_dir / "finetune")
+    cache = FeatureCache(settings.cache_root / "stage1", CacheSpec.for_model(model))
+    cached = cache_features(paths, hashes, model, cache, augmentations=config.head_train.augmentations, seed=config.head_train.seed)
+    weights = torch.tensor(
+        [config.hard_negative_weight if schema.TAG_HARD_NEGATIVE in (t or []) else 1.0 for t in tags], dtype=torch.float32
+    )
+    train_head(
+        cached.features, y, config.head_train, model=model, stats=cached.stats, content_hashes=hashes,
+        sample_weights=weights, version=version, checkpoint_dir=checkpoint_dir / "head",
+    )
+    return model
+
+
+# Steps 4-5: validator-view predictions, calibration, gate ----------------------------------------------
+@dataclass(frozen=True, eq=False)
+class QueryScores:
+    """One model's answers on a fixed set of validator queries."""
+
+    ids: list[str]
+    y: np.ndarray  # [n] 0/1 truth
+    logits: np.ndarray  # [n] raw image logits (before temperature)
+    p: np.ndarray  # [n] calibrated probabilities
+    features: np.ndarray  # [n, F] gate features
+    feature_names: list[str]
+    slices: list[list[str]]
+    groups: list[str | None]
+
+
+def score_queries(model: Stage1Model, view: Any, *, seed: int, batch_size: int = 32) -> QueryScores:
+    """Predict the validator query of every sample (seeded per sample id: identical across models)."""
+    from curation.predict import _open_image, validator_seed
+    from curation.stage1.validator_view import validator_query
+
+    ids, paths, labels, slices, groups = view.values(["id", "filepath", "ground_truth.label", "slices", "sequence_group"])
+    preds = []
+    for start in range(0, len(ids), batch_size):
+        chunk = range(start, min(start + batch_size, len(ids)))
+        images = [validator_query(_open_image(paths[i]), validator_seed(ids[i], seed)) for i in chunk]
+        preds.extend(model.predict(images))
+    names = sorted(preds[0].gate_features) if preds else []
+    p = np.array([q.p_roadwork for q in preds])
+    return QueryScores(
+        ids=list(ids),
+        y=np.array([label == schema.Label.ROADWORK for label in labels], dtype=np.int64),
+        logits=np.array([q.logits[1] - q.logits[0] for q in preds]) * model.config.temperature,
+        p=p,
+        features=np.array([[q.gate_features[n] for n in names] for q in preds]).reshape(len(preds), len(names)),
+        feature_names=names,
+        slices=[s or [] for s in slices],
+        groups=list(groups),
+    )
+
+
+def calibrate_on_val(model: Stage1Model, val: QueryScores) -> dict[str, Any]:
+    """Temperature on val logits, then the max-MCC threshold on the calibrated probabilities."""
+    temperature = calibrate.fit_temperature(val.logits, val.y)
+    p = 1.0 / (1.0 + np.exp(-val.logits / temperature))
+    choice = calibrate.threshold_for_max_mcc(val.y, p)
+    threshold = float(np.clip(choice.threshold, 1e-4, 1 - 1e-4))
+    model.set_calibration(threshold=threshold, temperature=float(temperature))
+    return {
+        "temperature": float(temperature),
+        "threshold": threshold,
+        "val_mcc": float(choice.mcc),
+        "ece_val": float(calibrate.expected_calibration_error(val.y, p)),
+    }
+
+
+# Step 6: compare ---------------------------------------------------------------------------------
+def paired_mcc_interval(y: np.ndarray, a: np.ndarray, b: np.ndarray, *, n: int, confidence: float, seed: int) -> tuple[float, float, float]:
+    """MCC(a) − MCC(b) and its paired-bootstrap percentile interval (same resampled rows for both)."""
+    rng = np.random.default_rng(seed)
+    diff = metrics.mcc(y, a) - metrics.mcc(y, b)
+    idx = rng.integers(0, len(y), size=(n, len(y)))
+    diffs = np.array([metrics.mcc(y[i], a[i]) - metrics.mcc(y[i], b[i]) for i in idx])
+    lo, hi = np.quantile(diffs, [(1 - confidence) / 2, (1 + confidence) / 2])
+    return float(diff), float(lo), float(hi)
+
+
+def slice_rows(scores: QueryScores, decided: np.ndarray) -> dict[str, dict[str, float | int | None]]:
+    rows: dict[str, dict[str, float | int | None]] = {}
+    for name in ("overall", *schema.SLICES):
+        mask = np.ones(len(scores.y), bool) if name == "overall" else np.array([name in s for s in scores.slices], bool)
+        if not mask.any():
+            rows[name] = {"n": 0, "mcc": None, "accuracy": None, "fpr": None}
+            continue
+        y, d = scores.y[mask], decided[mask]
+        negatives = int((y == 0).sum())
+        rows[name] = {
+            "n": int(mask.sum()),
+            "mcc": metrics.mcc(y, d),
+            "accuracy": metrics.accuracy(y, d),
+            "fpr": float(((d == 1) & (y == 0)).sum() / negatives) if negatives else None,
+        }
+    return rows
+
+
+def decide_promotion(
+    challenger: dict[str, dict[str, Any]], champion: dict[str, dict[str, Any]] | None, interval: tuple[float, float, float] | None, rule: PromotionRule
+) -> tuple[bool, list[str]]:
+    """Pure: the promotion rule on per-slice rows of calib (see :class:`PromotionRule`)."""
+    if champion is None:
+        return True, ["no champion yet: the first trained model becomes champion"]
+    diff, lo, hi = interval or (0.0, 0.0, 0.0)
+    reasons = [f"calib MCC change {diff:+.3f} ({rule.confidence:.0%} interval [{lo:+.3f}, {hi:+.3f}])"]
+    regressions = [
+        name for name, row in challenger.items()
+        if name != "overall" and row["n"] >= rule.min_slice_n and champion[name]["mcc"] is not None
+        and row["mcc"] < champion[name]["mcc"] - rule.max_slice_regression
+    ]
+    if regressions:
+        return False, reasons + [f"slice regression beyond {rule.max_slice_regression}: {', '.join(regressions)}"]
+    if lo > 0:
+        return True, reasons + ["MCC improves beyond its confidence interval"]
+    improved = [
+        name for name in rule.targeted_slices
+        if challenger[name]["n"] >= rule.min_slice_n and champion[name]["mcc"] is not None and challenger[name]["mcc"] > champion[name]["mcc"]
+    ]
+    if diff >= -rule.tolerance and improved:
+        return True, reasons + [f"MCC within tolerance {rule.tolerance} and targeted slice(s) improved: {', '.join(improved)}"]
+    return False, reasons + ["no significant calib MCC gain and no targeted slice gain within tolerance"]
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=Path(__file__).parent, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() or None
+
+
+def _jsonable(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=lambda v: v.tolist() if isinstance(v, np.ndarray) else str(v)))
+
+
+def next_version(settings: Settings) -> str:
+    current = max(registry.list_versions(settings) or ["0.0.0"], key=registry.semver)
+    major, minor, _ = (int(p) for p in current.split("."))
+    return f"{major}.{minor + 1}.0"
+
+
+# The pipeline ------------------------------------------------------------------------------------
+def run_retrain(settings: Settings, config: RetrainConfig, *, run_name: str | None = None, console: Any = None) -> RetrainResult:
+    """The whole retrain-and-export job (resumable by ``run_name``)."""
+    from curation.export.bundle import export_bundle
+    from curation.retrain_report import write_report
+
+    say = console.print if console else (lambda *a, **k: None)
+    dataset = store.open_dataset(settings, create=False)
+    version = config.version or next_version(settings)
+    if version in registry.list_versions(settings):
+        raise CurationError(f"Version {version} is already registered; pass another `version`.")
+    run_dir = settings.runs_root / "retrain" / (run_name or version)
+    state = _State(run_dir)
+
+    if not state.done("snapshot"):
+        state.mark("snapshot", snapshot_labels(dataset, run_dir / "snapshot", config=config))
+    view = store.training_view(dataset)
+    counts = state.done("training_set") or _jsonable(training_counts(view))
+    state.mark("training_set", counts)
+    say(f"training set: {counts['n']} samples, {counts['hard_negatives']} hard negatives, by label {counts['by_label']}")
+
+    model_dir = run_dir / "challenger"
+    if state.done("train"):
+        model = Stage1Model.load(model_dir)
+    else:
+        model = train_challenger(view, config, settings=settings, version=version, checkpoint_dir=run_dir / "checkpoints")
+        model.save(model_dir, include_backbone=True)  # the cache and head belong to exactly these backbone weights
+        state.mark("train", {"version": version})
+
+    clean = dataset.match_tags(schema.TAG_LABEL_CONFLICT, bool=False).exists("ground_truth")
+    val = score_queries(model, clean.match({"split": schema.Split.VAL}), seed=config.calib_seed)
+    calibration = calibrate_on_val(model, val)
+    val = score_queries(model, clean.match({"split": schema.Split.VAL}), seed=config.calib_seed)
+    calib = score_queries(model, clean.match({"split": schema.Split.CALIB}), seed=config.calib_seed)
+    try:
+        fitted = fit_gate_arrays(
+            val.features, (val.p >= model.config.threshold).astype(int) == val.y, val.groups,
+            calib.features, (calib.p >= model.config.threshold).astype(int) == calib.y,
+            names=val.feature_names, config=config.gate, alpha=config.alpha, delta=config.delta,
+        )
+    except InputError as e:  # too few val mistakes to learn from: ship without a gate, and say so
+        fitted = None
+        calibration["gate"] = f"not fitted: {e}"
+        say(f"[yellow]gate not fitted:[/] {e}")
+    model.save(model_dir, include_backbone=True)
+    state.mark("calibrate", calibration)
+
+    champion_version = registry.champion_version(settings)
+    champion = registry.resolve_model(settings, "champion") if champion_version else None
+    evaluation: dict[str, Any] = {}
+    decided = {"challenger": (calib.p >= model.config.threshold).astype(int)}
+    evaluation["challenger"] = {"calib": slice_rows(calib, decided["challenger"])}
+    interval = None
+    if champion is not None:
+        champ_calib = score_queries(champion, clean.match({"split": schema.Split.CALIB}), seed=config.calib_seed)
+        decided["champion"] = (champ_calib.p >= champion.config.threshold).astype(int)
+        evaluation["champion"] = {"calib": slice_rows(champ_calib, decided["champion"])}
+        rule = config.promotion
+        interval = paired_mcc_interval(calib.y, decided["challenger"], decided["champion"], n=rule.bootstrap, confidence=rule.confidence, seed=config.calib_seed)
+    synth_view = clean.match({"split": schema.Split.VAL_SYNTHETIC})
+    if synth_view.count():
+        s = score_queries(model, synth_view, seed=config.calib_seed)
+        evaluation["challenger"]["val_synthetic"] = slice_rows(s, (s.p >= model.config.threshold).astype(int))
+        if champion is not None:
+            cs = score_queries(champion, synth_view, seed=config.calib_seed)
+            evaluation["champion"]["val_synthetic"] = slice_rows(cs, (cs.p >= champion.config.threshold).astype(int))
+
+    promoted, reasons = decide_promotion(
+        evaluation["challenger"]["calib"], evaluation.get("champion", {}).get("calib"), interval, config.promotion
+    )
+    if config.force and not promoted:
+        promoted, reasons = True, reasons + ["FORCED by --force (recorded)"]
+    state.mark("compare", {"promoted": promoted, "reasons": reasons, "interval": interval})
+    say(("PROMOTE " if promoted else "KEEP CHAMPION ") + "; ".join(reasons))
+
+    bundle_dir = None
+    if config.export:
+        final = registry.version_dir(settings, version)
+        tmp = final.parent / f".{version}.partial"
+        shutil.rmtree(tmp, ignore_errors=True)
+        try:
+            model.save(tmp, include_backbone=True)
+            gate_payload = {"gate": fitted.gate.to_dict(), "ltt": fitted.ltt} if fitted else {"gate": None, "reason": calibration["gate"]}
+            registry.write_json_atomic(tmp / "gate.json", _jsonable(gate_payload))
+            export_bundle(
+                model, tmp / "bundle",
+                model_card={"model_name": config.model_name, "submitted_by": settings.user_name},
+                metrics=_jsonable({"calibration": calibration, "evaluation": evaluation, "gate": dataclasses.asdict(fitted.metrics) if fitted else None}),
+                data_summary=counts, gate=_jsonable(gate_payload),
+            )
+            tmp.rename(final)  # atomic: the registry never lists a half-written version
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        bundle_dir = final / "bundle"
+        if promoted:
+            registry.set_champion(settings, version, reason="; ".join(reasons))
+    report_path = write_report(run_dir, version=version, evaluation=evaluation, calibration=calibration, val=val, calib=calib,
+                               fitted=fitted, promoted=promoted, reasons=reasons, counts=counts, model=model)
+    result = RetrainResult(run_dir, version, promoted, reasons, evaluation, counts, report_path, bundle_dir)
+    store.record_run(dataset, "retrain", _jsonable({**dataclasses.asdict(result), "force": config.force, "calibration": calibration}))
+    return result

@@ -1,0 +1,131 @@
+"""Retrain-and-export end to end on a small demo corpus: promotion, refusal, force, resume, atomicity."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from curation import registry, store
+from curation.demo.corpus import CorpusSpec, write_corpus
+from curation.ingest import ingest_corpus
+from curation.retrain import PromotionRule, RetrainConfig, decide_promotion, run_retrain
+from curation.stage1.train import TrainConfig
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    root = tmp_path_factory.mktemp("corpus")
+    write_corpus(root, CorpusSpec(n_natix_train=120, n_natix_test=6, n_roadwork=8, n_roboflow=4, n_queries=2, seed=5))
+    return root
+
+
+@pytest.fixture
+def loaded(settings, dataset, corpus, monkeypatch):
+    monkeypatch.setenv("CURATION_HOME", str(settings.home))
+    monkeypatch.setenv("CURATION_REGISTRY_DIR", str(settings.registry_root))
+    ingest_corpus(dataset, corpus, settings=settings, progress=False)
+    return dataset
+
+
+CONFIG = RetrainConfig(
+    head_train=TrainConfig(mode="head", epochs=4, batch_size=64, augmentations=1, lr=5e-3),
+    promotion=PromotionRule(bootstrap=200, min_slice_n=5),
+)
+
+
+def test_promote_refuse_resume_force_and_restore(settings, loaded, monkeypatch):
+    import curation.export.bundle as bundle
+    import curation.retrain as retrain
+    from curation.labeling import mark_hard_negative
+
+    # 1. No champion yet: the first trained model is promoted, exported and registered.
+    first = run_retrain(settings, CONFIG)
+    assert first.promoted and first.version == "0.1.0"
+    assert registry.champion_version(settings) == "0.1.0"
+    version_dir = registry.version_dir(settings, "0.1.0")
+    assert (version_dir / "stage1.json").is_file() and (version_dir / "gate.json").is_file()
+    assert (first.bundle_dir / "config.json").is_file() and (first.bundle_dir / "model_card.json").is_file()
+    assert first.report_path.is_file() and (first.run_dir / "pr_curve.png").is_file()
+    snapshot = first.run_dir / "snapshot"
+    assert len((snapshot / "labels.jsonl").read_text().splitlines()) == len(loaded)
+    assert json.loads((snapshot / "manifest.json").read_text())["n_samples"] == len(loaded)
+    assert first.training_counts["n"] == store.training_view(loaded).count()
+
+    # 2. The snapshot restores labels changed afterwards.
+    before = dict(zip(loaded.values("id"), loaded.values("ground_truth.label")))
+    mark_hard_negative(loaded.match({"ground_truth.label": "roadwork"}).limit(3), user="ana", category="ad")
+    assert store.restore_fields(loaded, snapshot / "labels.jsonl") == len(loaded)
+    assert dict(zip(loaded.values("id"), loaded.values("ground_truth.label"))) == before
+    assert loaded.match_tags("hard_negative").count() == 0
+
+    # 3. A run killed mid-export leaves no version; resuming it does not retrain.
+    monkeypatch.setattr(bundle, "export_bundle", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt("killed")))
+    with pytest.raises(KeyboardInterrupt):
+        run_retrain(settings, CONFIG, run_name="r2")
+    assert registry.list_versions(settings) == ["0.1.0"]
+    assert not any(p.name.startswith(".") for p in settings.registry_root.iterdir())
+    monkeypatch.undo()
+    monkeypatch.setattr(retrain, "train_challenger", lambda *a, **k: pytest.fail("resume must not retrain"))
+    second = run_retrain(settings, CONFIG, run_name="r2")
+    monkeypatch.undo()
+
+    # 4. Same data, same seed: no better than the champion, so it is registered but refused.
+    assert not second.promoted and second.version == "0.2.0"
+    assert registry.champion_version(settings) == "0.1.0"
+    assert "0.2.0" in registry.list_versions(settings)
+    assert any("no significant" in r for r in second.reasons)
+
+    # 5. --force promotes anyway, and the run record says so.
+    forced = run_retrain(settings, dataclass_replace(CONFIG, force=True))
+    assert forced.promoted and any("FORCED" in r for r in forced.reasons)
+    assert registry.champion_version(settings) == "0.3.0"
+    runs = store.list_runs(loaded, "retrain")
+    assert [r["version"] for r in runs] == ["0.3.0", "0.2.0", "0.1.0"] and runs[0]["force"] is True
+
+
+def test_promotion_rule_blocks_slice_regressions():
+    rule = PromotionRule(min_slice_n=10, max_slice_regression=0.05, targeted_slices=("orange_distractor",))
+
+    def rows(overall, night, orange, n_night=50):
+        return {"overall": {"n": 200, "mcc": overall}, "night": {"n": n_night, "mcc": night}, "orange_distractor": {"n": 30, "mcc": orange}}
+
+    ok, why = decide_promotion(rows(0.8, 0.7, 0.6), rows(0.7, 0.7, 0.6), (0.1, 0.02, 0.18), rule)
+    assert ok and "beyond its confidence interval" in why[-1]
+    ok, why = decide_promotion(rows(0.8, 0.6, 0.6), rows(0.7, 0.7, 0.6), (0.1, 0.02, 0.18), rule)
+    assert not ok and "night" in why[-1]
+    ok, _ = decide_promotion(rows(0.8, 0.6, 0.6, n_night=5), rows(0.7, 0.7, 0.6, n_night=5), (0.1, 0.02, 0.18), rule)
+    assert ok  # a 5-sample slice never blocks
+    ok, why = decide_promotion(rows(0.695, 0.7, 0.7), rows(0.7, 0.7, 0.6), (-0.005, -0.05, 0.04), rule)
+    assert ok and "orange_distractor" in why[-1]
+    ok, _ = decide_promotion(rows(0.65, 0.7, 0.7), rows(0.7, 0.7, 0.6), (-0.05, -0.1, 0.0), rule)
+    assert not ok  # beyond tolerance
+    assert decide_promotion(rows(0.1, 0.1, 0.1), None, None, rule)[0]
+
+
+def dataclass_replace(obj, **changes):
+    import dataclasses
+
+    return dataclasses.replace(obj, **changes)
+
+
+def test_retrain_button_is_queued_and_run_by_the_worker(settings, loaded, tmp_path):
+    """The lead's button: always delegated, executed by the worker, promotes the first model."""
+    from curation import operators as cops
+    from curation.app import run_queued
+
+    pipeline = tmp_path / "retrain.yaml"
+    pipeline.write_text(
+        "job: retrain_export\nhead_train: {mode: head, epochs: 3, batch_size: 64, augmentations: 1}\n"
+        "promotion: {bootstrap: 100, min_slice_n: 5}\n"
+    )
+    cops.configure_plugins(settings)
+    queued = cops.execute("retrain_and_export", loaded, {"pipeline": str(pipeline)})
+    assert queued["run_state"] == "queued"  # even without asking: training outlives the App's 600 s
+    import fiftyone.operators.delegated as food
+
+    run_queued(log=False)
+    done = food.DelegatedOperationService().get(queued["id"])
+    assert done.run_state == "completed", (done.result.error, done.result.error_message)
+    assert done.result.result["promoted"] is True
+    assert registry.champion_version(settings) == done.result.result["version"] == "0.1.0"
