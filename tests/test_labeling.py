@@ -102,3 +102,25 @@ def test_orange_queue_orders_likely_false_positives_first(labeled):
     # scores: l0 0.3×0.9=0.27, l1 0.5×0.3=0.15; l2 below the orange floor
     assert view.values("filepath") == ["/tmp/l0.jpg", "/tmp/l1.jpg"]
     assert labeled.load_saved_view(ORANGE_VIEW).values("filepath") == ["/tmp/l0.jpg", "/tmp/l1.jpg"]
+
+
+def test_label_cli_queue_and_changes(labeled, settings, monkeypatch):
+    from typer.testing import CliRunner
+
+    from curation.cli import app
+
+    monkeypatch.setenv("CURATION_DATASET_NAME", labeled.name)
+    monkeypatch.setenv("CURATION_USER_NAME", "dee")
+    runner = CliRunner()
+    out = runner.invoke(app, ["label", "orange-candidates"], env={"COLUMNS": "250"})
+    assert out.exit_code == 0, out.output
+    first, second = [line.split()[0] for line in out.output.splitlines()[:2]]
+    by_path = {s.filepath: s.id for s in labeled}
+    assert [first, second] == [by_path["/tmp/l0.jpg"], by_path["/tmp/l1.jpg"]]
+
+    out = runner.invoke(app, ["label", "hard-negative", first, "--category", "ad"])
+    assert out.exit_code == 0 and labeled[first].labeled_by == "dee"
+    out = runner.invoke(app, ["label", "hard-negative", "ffffffffffffffffffffffff", "--category", "ad"])
+    assert out.exit_code == 2 and "No sample with id" in out.output
+    out = runner.invoke(app, ["label", "undo", first])
+    assert out.exit_code == 0 and labeled[first].ground_truth.label == "roadwork"
