@@ -217,7 +217,7 @@ def release_lock(name: str, owner: str) -> None:
     _platform_collection(LOCKS_COLLECTION).delete_one({"_id": name, "owner": owner})
 
 
-STAGED_SUFFIX = "__staged"
+STAGED_SUFFIX = "_staged"
 
 
 def declare_like(dataset: fo.Dataset, name: str, like: str) -> None:

@@ -16,6 +16,7 @@ from typing import Any
 from rich.console import Console
 
 from curation import store
+from curation.errors import CurationError
 from curation.config import Settings
 from curation.demo.corpus import CorpusSpec, write_corpus
 
@@ -28,7 +29,7 @@ class DemoConfig:
     """Sizes of the demo run; the defaults finish in a few minutes on 2 CPU cores."""
 
     corpus: CorpusSpec = field(
-        default_factory=lambda: CorpusSpec(n_natix_train=700, n_natix_test=200, n_roadwork=120, n_roboflow=40, n_queries=40)
+        default_factory=lambda: CorpusSpec(n_natix_train=500, n_natix_test=120, n_roadwork=80, n_roboflow=30, n_queries=60)
     )
     mining_quota: int = 40
     min_hardness: float = 0.5
@@ -53,6 +54,7 @@ def run_demo(settings: Settings, config: DemoConfig = DemoConfig(), *, console: 
     from curation.ingest import ingest_corpus
 
     console = console or Console()
+    _quiet_libraries()
     report = DemoReport()
     corpus_dir = Path(settings.home) / "demo-corpus"
     dataset = store.open_dataset(settings)
@@ -77,33 +79,60 @@ def run_demo(settings: Settings, config: DemoConfig = DemoConfig(), *, console: 
     return report
 
 
+def demo_retrain_config(force: bool = False) -> Any:
+    """The demo's Stage-1 recipe: the tiny random-init backbone, head on cached validator views."""
+    from curation.retrain import PromotionRule, RetrainConfig
+    from curation.stage1.train import TrainConfig
+
+    return RetrainConfig(
+        backbone="tiny-random",
+        model_name="roadwork-stage1-demo",
+        head_train=TrainConfig(mode="head", epochs=8, batch_size=256, lr=5e-3, augmentations=2, class_weights="balanced"),
+        promotion=PromotionRule(bootstrap=300, min_slice_n=10),
+        force=force,
+    )
+
+
 def _loop_steps(settings: Settings, dataset: Any, corpus_dir: Path, config: DemoConfig, console: Console) -> list[tuple[str, Callable[[], Any]]]:
-    """The model steps after ingest (kept apart so they can grow with the platform)."""
+    """The model steps after ingest: champion, predict, evaluate, gate, mine, label, synthesize, retrain."""
     from curation import registry
     from curation.demo.labeler import label_like_a_person
     from curation.evaluate import evaluate_predictions
     from curation.gating import fit_and_apply_gate
     from curation.mining import MiningConfig, mine
     from curation.predict import predict_collection
+    from curation.retrain import run_retrain
+    from curation.synth.generate import synthesize
+    from curation.synth.pipeline import GeneratorConfig
+    from curation.synth.plan import SynthJob
 
     state: dict[str, Any] = {}
 
-    def model() -> Any:
-        state["model"] = registry.resolve_model(settings, "tiny-random")
-        console.print(f"[yellow]{state['model']!r}[/]")
+    def champion() -> Any:
+        if registry.champion_version(settings) is None:
+            result = run_retrain(settings, demo_retrain_config(), console=console)
+            console.print(f"first champion {result.version}: {'; '.join(result.reasons)}")
+        state["model"] = registry.resolve_model(settings, "champion")
+        console.print(repr(state["model"]))
         return state["model"].config.version
 
     def predict() -> int:
         return predict_collection(dataset, state["model"]).n_predicted
 
     def evaluate() -> Any:
-        report = evaluate_predictions(dataset.match({"split": "val"}))
-        console.print(f"val: n={report.overall.n} MCC={report.overall.mcc} accuracy={report.overall.accuracy}")
+        report = evaluate_predictions(dataset.match({"split": {"$in": ["val", "calib"]}}))
+        state["before"] = report.overall
+        orange = next(r for r in report.slices if r.name == "orange_distractor")
+        console.print(f"val+calib: n={report.overall.n} MCC={_f(report.overall.mcc)} accuracy={_f(report.overall.accuracy)}; orange_distractor n={orange.n}")
         return report
 
     def gate() -> Any:
-        report = fit_and_apply_gate(dataset, settings.runs_root / "gates" / "demo")
-        console.print(f"gate AUROC (out-of-fold, val): {report.metrics['auroc']:.3f}; LTT threshold {report.ltt.get('threshold')}")
+        try:
+            report = fit_and_apply_gate(dataset, settings.runs_root / "gates" / state["model"].config.version)
+        except CurationError as e:  # too few val mistakes on a tiny corpus: say so and mine without risk
+            console.print(f"[yellow]gate not fitted:[/] {e}")
+            return None
+        console.print(f"gate AUROC (out-of-fold, val): {_f(report.metrics['auroc'])}; LTT threshold {report.ltt.get('threshold')}")
         return report
 
     def mining() -> Any:
@@ -113,7 +142,46 @@ def _loop_steps(settings: Settings, dataset: Any, corpus_dir: Path, config: Demo
 
     def label() -> Any:
         result = label_like_a_person(dataset.match_tags(f"hard:{DEMO_DAY.isoformat()}"), corpus_dir / "truth.csv")
-        console.print(f"scripted labeler (uses truth.csv, not a person): {result}")
+        console.print(f"scripted labeler (reads truth.csv; not a person): {result}")
         return result
 
-    return [("model", model), ("predict", predict), ("evaluate", evaluate), ("gate", gate), ("mine", mining), ("label", label)]
+    def synth() -> Any:
+        job = SynthJob(mode="text2img", count=config.synth_images, seed=0, steps=2, width=64, height=64, batch_size=config.synth_images)
+        report = synthesize(dataset, job, settings=settings, pipelines=GeneratorConfig(model="tiny-random"), progress=False)
+        console.print(
+            f"{len(report.added)} synthetic hard negatives from a RANDOM-WEIGHT tiny SDXL (not admitted to training; "
+            f"a real SDXL checkpoint is a config change: GeneratorConfig(model=...))"
+        )
+        return report
+
+    def retrain() -> Any:
+        result = run_retrain(settings, demo_retrain_config(), console=console)
+        champ = result.comparison.get("champion", {}).get("calib", {})
+        chal = result.comparison["challenger"]["calib"]
+        for name in ("overall", "orange_distractor"):
+            console.print(
+                f"calib {name}: champion MCC {_f(champ.get(name, {}).get('mcc'))} FPR {_f(champ.get(name, {}).get('fpr'))} → "
+                f"challenger MCC {_f(chal[name]['mcc'])} FPR {_f(chal[name]['fpr'])} (n={chal[name]['n']})"
+            )
+        console.print(f"report: {result.report_path}\nbundle: {result.bundle_dir}")
+        return result
+
+    return [
+        ("champion", champion), ("predict", predict), ("evaluate", evaluate), ("gate", gate), ("mine", mining),
+        ("label", label), ("synthesize", synth), ("retrain", retrain),
+    ]
+
+
+def _f(value: Any) -> str:
+    return "—" if value is None else f"{value:.3f}"
+
+
+def _quiet_libraries() -> None:
+    """Library progress bars and tokenizer warnings would drown the demo's own output."""
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    diffusers_logging.set_verbosity_error()
+    diffusers_logging.disable_progress_bar()
