@@ -32,6 +32,14 @@ def _make_dataset(dataset, tmp_path):
         Image.new("RGB", (320, 240), color).save(path, quality=90)
         samples.append(fo.Sample(filepath=str(path), ground_truth=fo.Classification(label=label), split="train"))
     dataset.add_samples(samples)
+    del samples
+    # Real Stage-1 fields (tiny random-weight model): stage1 chips and stage1_views boxes.
+    from curation.predict import predict_collection
+    from curation.stage1.backbone import tiny_random_backbone
+    from curation.stage1.model import Stage1Config, Stage1Model
+
+    model = Stage1Model.build(Stage1Config(), backbone=tiny_random_backbone(seed=0))
+    predict_collection(dataset, model, progress=False)
     return labels
 
 
@@ -68,6 +76,12 @@ def test_app_renders_dataset_and_runs_plugin_operator(settings, dataset, tmp_pat
             what="the sample grid's ground_truth chips",
         )
         assert sorted(c.text for c in chips) == sorted(labels)
+        stage1_chips = wait_until(
+            lambda: driver.find_elements(By.CSS_SELECTOR, '[data-cy="tag-stage1"]'), timeout=30, what="stage1 chips"
+        )
+        assert {c.text for c in stage1_chips} <= {"roadwork", "no_roadwork"}
+        sidebar = page_text(driver)
+        assert "stage1_views" in sidebar and "gate_features" in sidebar
         selector = driver.find_element(By.CSS_SELECTOR, '[data-cy="selector-dataset"]')
         assert selector.get_attribute("value") == dataset.name
         assert dataset.name in driver.page_source
@@ -83,6 +97,9 @@ def test_app_renders_dataset_and_runs_plugin_operator(settings, dataset, tmp_pat
         wait_until(
             lambda: OPERATOR_LABEL in page_text(driver), timeout=15, what=f"{OPERATOR_LABEL!r} in the operator browser"
         )
+        listed = page_text(driver)
+        for label in ("Roadwork: predict (Stage-1)", "Roadwork: evaluate", "Roadwork: mine hard cases", "Roadwork: retrain and export"):
+            assert label in listed, label
         driver.save_screenshot(str(artifacts_dir / "app-operator-browser.png"))
 
         # Running it from the App goes App -> server -> plugin -> curation and shows the counts.
