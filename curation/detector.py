@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import PIL.Image
 import yaml
 
 from curation import schema, store
@@ -169,8 +170,13 @@ def ultralytics_offline(config_root: str | Path) -> Any:
     font = _font_source()
     _place_font(config_root / "Ultralytics", font)
     import ultralytics
-    from ultralytics.utils import SETTINGS, USER_CONFIG_DIR
+    from ultralytics.utils import SETTINGS, USER_CONFIG_DIR, patches
 
+    # Importing ultralytics replaces PIL.Image.open process-wide with a wrapper that, on an
+    # unidentifiable file, tries to pip-install pi-heif and raises ModuleNotFoundError offline.
+    # Put PIL's own function back so corrupt images keep failing as UnidentifiedImageError
+    # everywhere else in the platform (ingest, predict) when a detector ran in the same process.
+    PIL.Image.open = patches._image_open
     _place_font(Path(USER_CONFIG_DIR), font)
     wanted = {"sync": False}
     wanted.update({k: False for k in ("clearml", "comet", "dvc", "mlflow", "neptune", "raytune", "tensorboard", "wandb") if k in SETTINGS})
