@@ -73,7 +73,7 @@ def candidates(collection: foc.SampleCollection) -> foc.SampleCollection:
     """Train and pool samples with predictions, not leaked, not mined before."""
     from fiftyone import ViewField as F
 
-    view = collection.match(F("split").is_in(list(CANDIDATE_SPLITS))).match_tags(schema.TAG_LEAK, bool=False)
+    view = collection.match(F("split").is_in(list(CANDIDATE_SPLITS))).match_tags([schema.TAG_LEAK, "leak_embedding"], bool=False)
     return view.exists("stage1").match(F("tags").filter(F().starts_with(HARD_TAG_PREFIX)).length() == 0)
 
 
@@ -118,25 +118,25 @@ def mine(
         raise CurationError(f"Another mining run holds the lock `{lock}`; it expires after {config.lock_ttl_s:.0f} s if that run died.")
     try:
         pool = candidates(collection)
-        ids, p, risk, view_var, truth = pool.values(
-            ["id", "stage1.p_roadwork", "failure_risk", "gate_features.var", "ground_truth.label"]
-        )
-        if not ids:
+        oids, p, risk, view_var, truth = _read_terms(pool)
+        if not oids:
             return MiningReport(day.isoformat(), tag, 0, 0, ())
         # Ground truth derived by the rule exists for most of train; it counts for mistakenness.
         truth_arr = np.array([np.nan if t is None else float(t == schema.Label.ROADWORK) for t in truth])
         scores = hardness_scores(
             _floats(p), _floats(risk), _floats(view_var), truth_arr, weights=config.weights
         )
-        store.set_values_by_id(dataset, "hardness", dict(zip(ids, scores.tolist())))
+        del p, risk, view_var, truth, truth_arr
+        _write_hardness(dataset, oids, scores)
         passed = np.flatnonzero(scores >= config.min_hardness)
         shortlist = passed[np.argsort(-scores[passed], kind="stable")][: config.quota * config.shortlist_factor]
-        chosen_local = _diverse(dataset, [ids[i] for i in shortlist], scores[shortlist], config)
-        chosen = tuple(ids[shortlist[i]] for i in chosen_local)
+        short_ids = [str(oids[i]) for i in shortlist]
+        chosen_local = _diverse(dataset, short_ids, scores[shortlist], config)
+        chosen = tuple(short_ids[i] for i in chosen_local)
         if chosen:
             dataset.select(list(chosen)).tag_samples(tag)
             dataset.save_view(LATEST_VIEW, dataset.match_tags(tag).sort_by("hardness", reverse=True), overwrite=True)
-        report = MiningReport(day.isoformat(), tag, len(ids), int(len(passed)), chosen)
+        report = MiningReport(day.isoformat(), tag, len(oids), int(len(passed)), chosen)
         run_id = store.record_run(
             dataset, "mine", {**asdict(report), "selected_ids": list(chosen), "config": asdict(config)}
         )
@@ -164,5 +164,56 @@ def _diverse(dataset: Any, ids: list[str], scores: np.ndarray, config: MiningCon
     )
 
 
+def _read_terms(pool: foc.SampleCollection) -> tuple[list[Any], ...]:
+    """``_id`` (ObjectIds), p_roadwork, failure_risk, view variance and ground-truth label of
+    every candidate, in the view's order; None where a value is missing.
+
+    The same columns ``pool.values([...])`` returns (with ``_id`` instead of ``id``), read with one
+    ``$project`` so each document arrives as one small dict: ``values()`` of five fields cost
+    ~3× the Python time on a million samples, and the write needs ObjectIds anyway.
+    """
+    project = {"$project": {"p": "$stage1.p_roadwork", "r": "$failure_risk", "v": "$gate_features.var", "t": "$ground_truth.label"}}
+    rows = list(pool._aggregate(post_pipeline=[project]))
+    return (
+        [row["_id"] for row in rows],
+        [row.get("p") for row in rows],
+        [row.get("r") for row in rows],
+        [row.get("v") for row in rows],
+        [row.get("t") for row in rows],
+    )
+
+
 def _floats(values: list[Any]) -> np.ndarray:
-    return np.array([np.nan if v is None else float(v) for v in values], dtype=np.float64)
+    """None → NaN (numpy converts None itself when the dtype is float; ~20× faster than a loop)."""
+    return np.array(values, dtype=np.float64)
+
+
+# Ids per update command in :func:`_write_hardness`: each document finds its value with a linear
+# ``$indexOfArray`` over the chunk, so the chunk stays small; 128 measured fastest (64-512 tried).
+_WRITE_CHUNK = 128
+
+
+def _write_hardness(dataset: Any, oids: list[Any], scores: np.ndarray) -> None:
+    """Write ``hardness`` by sample ``_id``: what ``set_values(..., key_field="id")`` does, faster.
+
+    ``set_values`` sends one ``UpdateOne`` per sample (and validates each value in Python); for
+    the ~750k candidates of a million-sample dataset that was ~75% of the mining pass. Here one
+    ``update_many`` per chunk of 128 ids sets each document's value from an array in the update
+    pipeline. Same effect: the float value and ``last_modified_at`` stamped with one UTC time
+    (as FiftyOne does), then in-memory samples reloaded.
+    """
+    from datetime import datetime, timezone
+
+    import fiftyone as fo
+    import fiftyone.core.sample as fos
+
+    if "hardness" not in dataset.get_field_schema():  # set_values would add it too
+        dataset.add_sample_field("hardness", fo.FloatField)
+    now = datetime.now(timezone.utc).replace(tzinfo=None)  # FiftyOne stores naive UTC
+    coll = dataset._sample_collection
+    values = scores.tolist()
+    for lo in range(0, len(oids), _WRITE_CHUNK):
+        chunk = oids[lo : lo + _WRITE_CHUNK]
+        value = {"$arrayElemAt": [values[lo : lo + _WRITE_CHUNK], {"$indexOfArray": [chunk, "$_id"]}]}
+        coll.update_many({"_id": {"$in": chunk}}, [{"$set": {"hardness": value, "last_modified_at": now}}])
+    fos.Sample._reload_docs(dataset._sample_collection_name, sample_ids=oids)

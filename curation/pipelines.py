@@ -49,6 +49,7 @@ def run_daily_mining(settings: Settings, config: DailyMiningConfig, *, day: date
 
     from curation import registry
     from curation.gating import fit_and_apply_gate
+    from curation.leaks import recheck_leaks_with_embeddings
     from curation.mining import mine
     from curation.predict import predict_collection
 
@@ -58,10 +59,11 @@ def run_daily_mining(settings: Settings, config: DailyMiningConfig, *, day: date
     if not config.repredict:
         target = target.match(F("model_version") != model.config.version)
     predicted = predict_collection(target, model, progress=True).n_predicted
+    leaks = recheck_leaks_with_embeddings(dataset)  # embeddings exist now: the second leak check
     gate_dir = settings.runs_root / "gates" / model.config.version
     gate = fit_and_apply_gate(dataset, gate_dir, config=config.gate, alpha=config.alpha, delta=config.delta)
     mined = mine(dataset, day=day, config=config.mining)
-    return {"predicted": predicted, "gate": asdict(gate), "mining": asdict(mined)}
+    return {"predicted": predicted, "leaks_embedding": leaks, "gate": asdict(gate), "mining": asdict(mined)}
 
 
 def run_retrain_export(settings: Settings, config: Any) -> dict[str, Any]:

@@ -230,7 +230,7 @@ def declare_like(dataset: fo.Dataset, name: str, like: str) -> None:
 
 
 def promote_staged(dataset: fo.Dataset, fields: Sequence[str]) -> int:
-    """Move ``<field>__staged`` values into ``<field>`` for every sample that has them.
+    """Move ``<field>_staged`` values into ``<field>`` for every sample that has them.
 
     A prediction run writes only staged fields while it runs and promotes at the end. The
     promotion is one ``$rename`` per document, which MongoDB applies atomically to a document,
@@ -399,7 +399,7 @@ def training_view(collection: Any) -> Any:
     return (
         collection.match(trainable)
         .exists("ground_truth")
-        .match_tags([schema.TAG_LEAK, schema.TAG_LABEL_CONFLICT, "not_admitted"], bool=False)
+        .match_tags([schema.TAG_LEAK, "leak_embedding", schema.TAG_LABEL_CONFLICT, "not_admitted"], bool=False)
         .match(F("generator_random_weights") != True)  # noqa: E712 - a MongoDB expression, not a Python test
     )
 
