@@ -1,0 +1,102 @@
+"""The demo's Stage-1 training recipe: a small DINOv3 trained from scratch on demo queries.
+
+No pretrained weights exist offline, so the demo trains the whole ``tiny-demo`` backbone (patch 8,
+hidden 64, 2 blocks) with its head, through the platform's own :func:`~curation.stage1.train.train_finetune`.
+``make demo``, the retrain pipeline and the tests use this one recipe; it is expressible as a
+backbone preset plus a :class:`~curation.stage1.train.TrainConfig`, so a pipeline YAML can repeat it:
+
+    backbone: tiny-demo
+    views: {grid: 0, size: 64}
+    aggregator: max
+    train: {mode: partial, last_n_blocks: 2, train_embeddings: true, epochs: 8, batch_size: 32,
+            lr: 0.002, backbone_lr: 0.002, layer_decay: 1.0, weight_decay: 0.05, warmup_steps: 10,
+            augmentations: 1, validator_level: 0}
+
+Measured through ``train_finetune`` on this shared 2-core CPU (held-out demo queries are independent
+scenes, disjoint from training; AUROC at validator level 0 / with levels drawn like validators):
+
+- 1,500 training queries, 8 epochs: 0.782 / 0.670 on 400 held-out (0.796 / 0.682 on 200); ~190 s.
+- 900 training queries, 6 epochs: 0.671 / 0.633 (0.710 / 0.654 on 200); ~156 s.
+- 240 training queries, 8 epochs (the CI test): 0.554 with drawn levels; the test runs in ~18 s.
+
+So the issue's floor (0.7 on ≥ 200 held-out images) is met with ~1,500 queries evaluated at level 0,
+but not within a CI budget; the test stays marked xfail. For comparison ``tiny-random`` fine-tuned
+the same way stays at ≈ 0.55-0.60. Training on level 0 (a demo query is already 224×224, so level 0
+is the JPEG round trip only) avoids random crops that cut the evidence out of a positive.
+
+Example:
+    >>> from curation.stage1.demo_training import demo_model, demo_train_config
+    >>> demo_model().config.backbone, demo_train_config().validator_level
+    ('tiny-demo', 0)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from curation.stage1.backbone import TINY_DEMO, random_backbone, tiny_demo_preset
+from curation.stage1.model import Stage1Config, Stage1Model
+from curation.stage1.train import TrainConfig, TrainResult, train_finetune
+from curation.stage1.views import ViewPolicy
+
+DEMO_VIEWS = ViewPolicy(grid=0, size=64)
+
+
+def demo_stage1_config() -> Stage1Config:
+    """The demo model's config: ``tiny-demo`` backbone, the global view only at 64 px."""
+    return Stage1Config(backbone=TINY_DEMO, views=DEMO_VIEWS, aggregator="max")
+
+
+def demo_train_config(*, seed: int = 0, epochs: int = 8) -> TrainConfig:
+    """Full fine-tune of backbone + head from scratch (every block and the patch embedding)."""
+    return TrainConfig(
+        mode="partial",
+        last_n_blocks=2,
+        train_embeddings=True,
+        epochs=epochs,
+        batch_size=32,
+        lr=2e-3,
+        backbone_lr=2e-3,
+        layer_decay=1.0,
+        weight_decay=0.05,
+        warmup_steps=10,
+        augmentations=1,
+        validator_level=0,
+        seed=seed,
+    )
+
+
+def demo_model(*, seed: int = 0) -> Stage1Model:
+    """A fresh, untrained demo model (random ``tiny-demo`` backbone and head)."""
+    backbone = random_backbone(tiny_demo_preset(), seed=seed)
+    return Stage1Model.build(demo_stage1_config(), backbone=backbone, seed=seed)
+
+
+def train_demo_model(
+    images: Sequence,
+    labels: Sequence[int],
+    hashes: Sequence[str],
+    *,
+    seed: int = 0,
+    epochs: int = 8,
+    version: str = "0.1.0",
+) -> tuple[Stage1Model, TrainResult]:
+    """Build and train the demo model on labelled demo images; the model is marked trained.
+
+    Args:
+        images: PIL images or paths (demo queries or frames; each becomes a level-0 validator query).
+        labels: [N] 0/1 (``truth.csv`` ``is_roadwork``).
+        hashes: [N] content hashes (seed the queries; the version records the data).
+        seed: fixes the backbone and head initialisation, the batch order and the queries.
+        epochs: passes over the data.
+
+    Returns:
+        (the trained :class:`Stage1Model`, the :class:`TrainResult`). Save it with
+        ``model.save(folder, include_backbone=True)``: the backbone is trained too.
+    """
+    model = demo_model(seed=seed)
+    result = train_finetune(
+        list(images), list(labels), demo_train_config(seed=seed, epochs=epochs), model=model,
+        content_hashes=list(hashes), version=version,
+    )
+    return model, result
