@@ -211,34 +211,64 @@ def test_training_rows_exclude_evaluation_splits_and_leaks():
         check_training_rows(["train"], [["leak"]])
 
 
-@pytest.mark.slow
-@pytest.mark.xfail(
-    reason="Floor not met in a CI budget: the demo recipe (tiny-demo, patch 8, trained from scratch) reaches "
-    "AUROC 0.55 here with 240 training queries; 0.78 (level 0) needs ~1,500 queries and ~3 min of CPU.",
-    strict=False,
-)
-def test_held_out_auroc_floor_on_the_demo_corpus(tmp_path):
+@pytest.mark.slow  # ~18 s corpus + ~2-3.5 min training on a 2-core CPU (the issue's demo-recipe floor)
+def test_held_out_auroc_floor_on_the_demo_corpus(tmp_path, artifacts_dir, request):
+    """The demo recipe reaches AUROC >= 0.7 on >= 200 held-out demo images from unseen scenes.
+
+    1,050 demo queries (each one an independent scene: its own sequence) train the ``tiny-demo``
+    model through ``train_finetune`` at validator level 0; the last 200 are held out. The floor is
+    asserted at level 0 (centre crop + resize + JPEG: the held-out image as it is); the AUROC with
+    levels drawn per query like the validators is recorded alongside, not asserted.
+    """
     import csv
+    import json
+    import os
+    import time
 
     from curation.demo.corpus import CorpusSpec, write_corpus
     from curation.stage1.cache import CacheSpec, FeatureCache, cache_features
     from curation.stage1.demo_training import train_demo_model
     from curation.stage1.metrics import auroc
 
-    write_corpus(tmp_path / "demo", CorpusSpec(n_natix_train=0, n_natix_test=0, n_roadwork=0, n_roboflow=0, n_queries=440))
+    request.addfinalizer(lambda threads=torch.get_num_threads(): torch.set_num_threads(threads))
+    torch.set_num_threads(2)
+    n_train, n_held = 1050, 200
+    started = time.perf_counter()
+    write_corpus(tmp_path / "demo", CorpusSpec(n_natix_train=0, n_natix_test=0, n_roadwork=0, n_roboflow=0, n_queries=n_train + n_held, seed=0))
     with (tmp_path / "demo" / "truth.csv").open() as f:
         rows = list(csv.DictReader(f))
+    assert len(rows) == n_train + n_held and {r["source"] for r in rows} == {"queries"}
     images = [str(tmp_path / "demo" / r["path"]) for r in rows]
     labels = [int(r["is_roadwork"]) for r in rows]
     hashes = [r["sha256"] for r in rows]
-    train, held_out = slice(0, 240), slice(240, 440)  # queries are independent scenes: disjoint
+    train, held_out = slice(0, n_train), slice(n_train, n_train + n_held)
+    # Demo queries are independent scenes (one frame per sequence), so the sequence group of a query
+    # is its content hash: held-out groups must be unique and absent from training.
+    assert len(set(hashes)) == len(hashes)
     assert not set(hashes[train]) & set(hashes[held_out])
+    assert 0.3 <= np.mean(labels[held_out]) <= 0.7
     model, result = train_demo_model(images[train], labels[train], hashes[train], seed=0)
     assert model.config.trained and result.completed
-    # Held-out queries as validators send them: augmentation level drawn per query (seed 99).
-    held = cache_features(images[held_out], hashes[held_out], model, FeatureCache(tmp_path / "cache", CacheSpec.for_model(model)), augmentations=1, seed=99)
-    with torch.no_grad():
-        scores = model.head_forward(held.features[:, 0].float())[1]
-    score = auroc(np.array(labels[held_out]), scores.numpy())
-    print(f"held-out AUROC on {len(scores)} validator queries: {score:.3f}")
-    assert len(scores) >= 200 and score >= 0.7
+    trained_s = time.perf_counter() - started
+
+    y = np.array(labels[held_out])
+    aurocs = {}
+    for name, level in (("level_0", 0), ("drawn_level", None)):
+        cache = FeatureCache(tmp_path / f"cache_{name}", CacheSpec.for_model(model, validator_level=level))
+        held = cache_features(images[held_out], hashes[held_out], model, cache, augmentations=1, seed=99)
+        with torch.no_grad():
+            scores = model.head_forward(held.features[:, 0].float())[1]
+        assert len(scores) == n_held
+        aurocs[name] = round(float(auroc(y, scores.numpy())), 4)
+    record = {
+        "test": "test_held_out_auroc_floor_on_the_demo_corpus",
+        "recipe": "curation.stage1.demo_training.train_demo_model (tiny-demo, 8 epochs, seed 0, level-0 queries)",
+        "n_train": n_train, "n_held_out": n_held, "held_out_positive_share": float(y.mean()),
+        "auroc_level_0": aurocs["level_0"], "auroc_drawn_level": aurocs["drawn_level"],
+        "epoch_losses": [round(x, 4) for x in result.epoch_losses],
+        "corpus_and_training_s": round(trained_s, 1), "total_s": round(time.perf_counter() - started, 1),
+        "load_average": os.getloadavg(), "torch_threads": torch.get_num_threads(),
+    }
+    (artifacts_dir / "stage1_demo_auroc.json").write_text(json.dumps(record, indent=2) + "\n")
+    print(f"held-out AUROC on {n_held} unseen demo scenes: level 0 {aurocs['level_0']:.3f}, drawn level {aurocs['drawn_level']:.3f}")
+    assert aurocs["level_0"] >= 0.7
