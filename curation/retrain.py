@@ -27,6 +27,7 @@ from curation.stage1 import calibrate, metrics
 from curation.stage1.gate import GateConfig
 from curation.stage1.model import Stage1Config, Stage1Model
 from curation.stage1.train import TrainConfig
+from curation.stage1.views import ViewPolicy
 
 SNAPSHOT_FIELDS = ("ground_truth", "label_origin", "hn_category", "label_history", "labeled_by", "labeled_at", "primitives", "tags", "split")
 
@@ -57,6 +58,8 @@ class RetrainConfig:
     """One retrain-and-export run (``pipelines/retrain_export.yaml``)."""
 
     backbone: str = "tiny-random"
+    views: ViewPolicy = field(default_factory=ViewPolicy)
+    aggregator: str = "topk_mean"
     model_name: str = "roadwork-stage1"  # model_card.json `model_name` (the HF repo name when published)
     version: str | None = None  # None: bump the champion's minor version
     head_train: TrainConfig = field(default_factory=TrainConfig)
@@ -142,7 +145,9 @@ def train_challenger(view: Any, config: RetrainConfig, *, settings: Settings, ve
     y = np.array([label == schema.Label.ROADWORK for label in labels], dtype=np.int64)
     if y.min() == y.max():
         raise InputError("The training view holds one class only; label both roadwork and no_roadwork samples.")
-    model = Stage1Model.build(Stage1Config(backbone=config.backbone), seed=config.head_train.seed)
+    model = Stage1Model.build(
+        Stage1Config(backbone=config.backbone, views=config.views, aggregator=config.aggregator), seed=config.head_train.seed
+    )
     if config.finetune is not None:
         train_finetune(paths, y, config.finetune, model=model, content_hashes=hashes, checkpoint_dir=checkpoint_dir / "finetune")
     cache = FeatureCache(settings.cache_root / "stage1", CacheSpec.for_model(model))
