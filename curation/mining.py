@@ -119,7 +119,9 @@ def mine(
         raise CurationError(f"Another mining run holds the lock `{lock}`; it expires after {config.lock_ttl_s:.0f} s if that run died.")
     try:
         pool = candidates(collection)
-        oids, p, risk, view_var, truth = _read_terms(pool)
+        oids, (p, risk, view_var, truth) = store.project_columns(
+            pool, {"p": "stage1.p_roadwork", "r": "failure_risk", "v": "gate_features.var", "t": "ground_truth.label"}
+        )
         if not oids:
             return MiningReport(day.isoformat(), tag, 0, 0, ())
         # Ground truth derived by the rule exists for most of train; it counts for mistakenness.
@@ -128,7 +130,7 @@ def mine(
             _floats(p), _floats(risk), _floats(view_var), truth_arr, weights=config.weights
         )
         del p, risk, view_var, truth, truth_arr
-        _write_hardness(dataset, oids, scores)
+        store.write_floats_by_oid(dataset, "hardness", oids, scores)
         passed = np.flatnonzero(scores >= config.min_hardness)
         shortlist = passed[np.argsort(-scores[passed], kind="stable")][: config.quota * config.shortlist_factor]
         short_ids = [str(oids[i]) for i in shortlist]
@@ -165,56 +167,6 @@ def _diverse(dataset: Any, ids: list[str], scores: np.ndarray, config: MiningCon
     )
 
 
-def _read_terms(pool: foc.SampleCollection) -> tuple[list[Any], ...]:
-    """``_id`` (ObjectIds), p_roadwork, failure_risk, view variance and ground-truth label of
-    every candidate, in the view's order; None where a value is missing.
-
-    The same columns ``pool.values([...])`` returns (with ``_id`` instead of ``id``), read with one
-    ``$project`` so each document arrives as one small dict: ``values()`` of five fields cost
-    ~3× the Python time on a million samples, and the write needs ObjectIds anyway.
-    """
-    project = {"$project": {"p": "$stage1.p_roadwork", "r": "$failure_risk", "v": "$gate_features.var", "t": "$ground_truth.label"}}
-    rows = list(pool._aggregate(post_pipeline=[project]))
-    return (
-        [row["_id"] for row in rows],
-        [row.get("p") for row in rows],
-        [row.get("r") for row in rows],
-        [row.get("v") for row in rows],
-        [row.get("t") for row in rows],
-    )
-
-
 def _floats(values: list[Any]) -> np.ndarray:
     """None → NaN (numpy converts None itself when the dtype is float; ~20× faster than a loop)."""
     return np.array(values, dtype=np.float64)
-
-
-# Ids per update command in :func:`_write_hardness`: each document finds its value with a linear
-# ``$indexOfArray`` over the chunk, so the chunk stays small; 128 measured fastest (64-512 tried).
-_WRITE_CHUNK = 128
-
-
-def _write_hardness(dataset: Any, oids: list[Any], scores: np.ndarray) -> None:
-    """Write ``hardness`` by sample ``_id``: what ``set_values(..., key_field="id")`` does, faster.
-
-    ``set_values`` sends one ``UpdateOne`` per sample (and validates each value in Python); for
-    the ~750k candidates of a million-sample dataset that was ~75% of the mining pass. Here one
-    ``update_many`` per chunk of 128 ids sets each document's value from an array in the update
-    pipeline. Same effect: the float value and ``last_modified_at`` stamped with one UTC time
-    (as FiftyOne does), then in-memory samples reloaded.
-    """
-    from datetime import datetime, timezone
-
-    import fiftyone as fo
-    import fiftyone.core.sample as fos
-
-    if "hardness" not in dataset.get_field_schema():  # set_values would add it too
-        dataset.add_sample_field("hardness", fo.FloatField)
-    now = datetime.now(timezone.utc).replace(tzinfo=None)  # FiftyOne stores naive UTC
-    coll = dataset._sample_collection
-    values = scores.tolist()
-    for lo in range(0, len(oids), _WRITE_CHUNK):
-        chunk = oids[lo : lo + _WRITE_CHUNK]
-        value = {"$arrayElemAt": [values[lo : lo + _WRITE_CHUNK], {"$indexOfArray": [chunk, "$_id"]}]}
-        coll.update_many({"_id": {"$in": chunk}}, [{"$set": {"hardness": value, "last_modified_at": now}}])
-    fos.Sample._reload_docs(dataset._sample_collection_name, sample_ids=oids)

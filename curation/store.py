@@ -445,3 +445,45 @@ def restore_fields(dataset: fo.Dataset, path: Any) -> int:
         dataset._sample_collection.bulk_write(ops[start : start + 1000], ordered=False)
     dataset.reload()
     return len(ops)
+
+
+def project_columns(collection: Any, columns: Mapping[str, str]) -> tuple[list[Any], list[list[Any]]]:
+    """Sample ``_id`` ObjectIds and one list per requested field path, read with one ``$project``.
+
+    Same values as ``collection.values([...])`` (None where missing), in the collection's order, but
+    each document arrives as one small dict: ``values()`` of five fields cost ~3× the Python time
+    on a million samples, and bulk writes by id want the ObjectIds anyway.
+    """
+    project = {"$project": {key: f"${path}" for key, path in columns.items()}}
+    rows = list(collection._aggregate(post_pipeline=[project]))
+    return [row["_id"] for row in rows], [[row.get(key) for row in rows] for key in columns]
+
+
+# Ids per update command in :func:`write_floats_by_oid`: each document finds its value with a linear
+# ``$indexOfArray`` over the chunk, so the chunk stays small; 128 measured fastest (64-512 tried).
+_WRITE_CHUNK = 128
+
+
+def write_floats_by_oid(dataset: fo.Dataset, field: str, oids: list[Any], values: Any) -> None:
+    """Write one float per sample ``_id``: what ``set_values(..., key_field="id")`` does, faster.
+
+    ``set_values`` sends one ``UpdateOne`` per sample (and validates each value in Python); for the
+    ~750k mining candidates of a million-sample dataset that was ~75% of the pass. Here one
+    ``update_many`` per chunk of 128 ids sets each document's value from an array in the update
+    pipeline, stamps ``last_modified_at`` with one naive UTC time (as FiftyOne does) and reloads
+    in-memory samples.
+    """
+    from datetime import datetime, timezone
+
+    import fiftyone as fo
+    import fiftyone.core.sample as fos
+
+    if field not in dataset.get_field_schema():
+        dataset.add_sample_field(field, fo.FloatField)
+    now = datetime.now(timezone.utc).replace(tzinfo=None)
+    values = [float(v) for v in values]
+    for lo in range(0, len(oids), _WRITE_CHUNK):
+        chunk = oids[lo : lo + _WRITE_CHUNK]
+        value = {"$arrayElemAt": [values[lo : lo + _WRITE_CHUNK], {"$indexOfArray": [chunk, "$_id"]}]}
+        dataset._sample_collection.update_many({"_id": {"$in": chunk}}, [{"$set": {field: value, "last_modified_at": now}}])
+    fos.Sample._reload_docs(dataset._sample_collection_name, sample_ids=oids)
