@@ -190,6 +190,8 @@ def predict_collection(
     _write_staged(dataset, columns)
     if report.n_predicted:
         store.promote_staged(dataset, names)
+        if shard.count == 1:
+            store.drop_staged_fields(dataset, names)
     report.run_id = store.record_run(
         dataset,
         "predict",

@@ -246,6 +246,16 @@ def promote_staged(dataset: fo.Dataset, fields: Sequence[str]) -> int:
     return int(result.modified_count)
 
 
+def drop_staged_fields(dataset: fo.Dataset, fields: Sequence[str]) -> None:
+    """Remove empty ``<field>_staged`` declarations so they do not clutter the App's sidebar.
+
+    Only for a run that owns the whole collection: a concurrent shard worker may still be writing.
+    """
+    names = [f"{f}{STAGED_SUFFIX}" for f in fields if f"{f}{STAGED_SUFFIX}" in dataset.get_field_schema()]
+    if names and not any(dataset.exists(name).count() for name in names):
+        dataset.delete_sample_fields(names)
+
+
 # Ingest support: identity index, plain-state reads and bulk writes ------------------------------
 # Importers work on plain dicts (see curation.ingest_rules); these functions are the only place
 # that turns them into FiftyOne values and back.

@@ -66,7 +66,7 @@ def test_fields_match_direct_prediction(dataset, tmp_path, model):
         assert len(s.stage1_embedding) == model.hidden_size
     assert by_path[str(tmp_path / "corrupt.jpg")].stage1 is None
     staged = [f for f in dataset.get_field_schema() if f.endswith(store.STAGED_SUFFIX)]
-    assert all(dataset.exists(f).count() == 0 for f in staged)
+    assert staged == []  # a single worker removes its empty staging fields (no sidebar clutter)
     (run,) = store.list_runs(dataset, "predict")
     assert run["n_predicted"] == 5 and run["n_skipped"] == 1
 
