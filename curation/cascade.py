@@ -207,11 +207,9 @@ def decision_from_label(label: Any) -> CascadeDecision:
 
 
 def _load_rgb(path: str) -> np.ndarray:
-    from PIL import Image, ImageOps
+    from curation.media import open_rgb
 
-    with Image.open(path) as im:
-        im.load()
-        return np.asarray(ImageOps.exif_transpose(im).convert("RGB"))
+    return np.asarray(open_rgb(path))
 
 
 def _evidence_views(views: Any) -> list[list[float]]:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from curation import schema, store
+from curation import registry, schema, store
 from curation.errors import InputError
 from curation.stage1 import crossfit, gate, risk
 
@@ -134,9 +134,9 @@ def fit_and_apply_gate(
     plot_path = plot_risk_coverage(gate.risk_coverage_curve(fitted.oof_risk, correct_val), out_dir / "risk_coverage.png", alpha=alpha)
     gate_path = out_dir / GATE_FILE
     payload = {"gate": fitted.gate.to_dict(), "ltt": fitted.ltt, "alpha": alpha, "delta": delta}
-    gate_path.write_text(json.dumps(payload, indent=2, default=_jsonable) + "\n")
+    gate_path.write_text(json.dumps(payload, indent=2, default=registry.json_default) + "\n")
 
-    ids, x_all, _, _, _ = _features_any(dataset, names)
+    ids, x_all = _features_any(dataset, names)
     store.set_values_by_id(dataset, "failure_risk", dict(zip(ids, fitted.gate.predict_risk(x_all, feature_names=names).tolist())))
     m = fitted.metrics
     report = GateReport(
@@ -147,22 +147,16 @@ def fit_and_apply_gate(
         gate_path=str(gate_path),
         plot_path=str(plot_path),
     )
-    run_id = store.record_run(dataset, "gate", json.loads(json.dumps(asdict(report), default=_jsonable)))
+    run_id = store.record_run(dataset, "gate", registry.jsonable(asdict(report)))
     return GateReport(**{**asdict(report), "run_id": run_id})
 
 
 LTT_SUMMARY_KEYS = ("threshold", "coverage", "selective_risk", "n_accepted", "n_errors", "alpha", "delta", "reason")
 
 
-def _features_any(dataset: Any, names: list[str]) -> tuple[list[str], np.ndarray, None, None, None]:
+def _features_any(dataset: Any, names: list[str]) -> tuple[list[str], np.ndarray]:
     ids, feats = dataset.exists("gate_features").values(["id", "gate_features"])
     x = np.array([[f.get(n, np.nan) for n in names] for f in feats], dtype=np.float64).reshape(len(ids), len(names))
-    return ids, x, None, None, None
+    return ids, x
 
 
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, np.generic):
-        return value.item()
-    return str(value)

@@ -276,3 +276,13 @@ class MediaStore:
             Path(tmp).unlink(missing_ok=True)
             raise
         return path
+
+
+def open_rgb(path: str | Path) -> Image.Image:
+    """Open a stored image as upright RGB: the one loader prediction, training and Stage-2 share.
+
+    Raises what PIL raises (``OSError`` / ``UnidentifiedImageError``) so callers can report the file.
+    """
+    with Image.open(path) as im:
+        im.load()
+        return ImageOps.exif_transpose(im).convert("RGB")

@@ -24,10 +24,10 @@ from typing import TYPE_CHECKING, Any
 
 from curation import store
 from curation.errors import InputError
+from curation.media import open_rgb
 
 if TYPE_CHECKING:
     import fiftyone.core.collections as foc
-    from PIL import Image
 
     from curation.stage1.model import Stage1Model, Stage1Prediction
 
@@ -118,14 +118,6 @@ def _write_staged(dataset: Any, columns: dict[str, dict[str, Any]]) -> None:
         values.clear()
 
 
-def _open_image(path: str) -> Image.Image:
-    from PIL import Image, ImageOps
-
-    with Image.open(path) as im:
-        im.load()
-        return ImageOps.exif_transpose(im).convert("RGB")
-
-
 def predict_collection(
     collection: foc.SampleCollection,
     model: Stage1Model,
@@ -168,7 +160,7 @@ def predict_collection(
             images, kept = [], []
             for sample_id in batch:
                 try:
-                    image = _open_image(paths[sample_id])
+                    image = open_rgb(paths[sample_id])
                 except (OSError, ValueError) as e:
                     report.skipped.append((paths[sample_id], f"{type(e).__name__}: {e}"))
                     continue

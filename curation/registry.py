@@ -51,11 +51,27 @@ def set_champion(settings: Settings, version: str, *, reason: str, extra: dict[s
     write_json_atomic(settings.registry_root / CHAMPION_FILE, record)
 
 
+def json_default(value: Any) -> Any:
+    """``json.dumps`` hook for the numpy values run records and model files carry."""
+    import numpy as np
+
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    return str(value)
+
+
+def jsonable(value: Any) -> Any:
+    """``value`` as plain JSON types (numpy arrays and scalars converted, anything else as text)."""
+    return json.loads(json.dumps(value, default=json_default))
+
+
 def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     with os.fdopen(fd, "w") as handle:
-        json.dump(payload, handle, indent=2, default=str)
+        json.dump(payload, handle, indent=2, default=json_default)
         handle.write("\n")
     os.replace(tmp, path)
 

@@ -111,7 +111,7 @@ def snapshot_labels(dataset: Any, out_dir: Path, *, config: RetrainConfig) -> di
         "n_samples": n,
         "fields": list(SNAPSHOT_FIELDS),
         "label_revisions": int(sum(len(h or []) for h in dataset.values("label_history"))),
-        "config": _jsonable(dataclasses.asdict(config)),
+        "config": registry.jsonable(dataclasses.asdict(config)),
         "git_commit": _git_commit(),
         "created_at": datetime.now(timezone.utc).isoformat(),
     }
@@ -179,14 +179,15 @@ class QueryScores:
 
 def score_queries(model: Stage1Model, view: Any, *, seed: int, batch_size: int = 32) -> QueryScores:
     """Predict the validator query of every sample (seeded per sample id: identical across models)."""
-    from curation.predict import _open_image, validator_seed
+    from curation.media import open_rgb
+    from curation.predict import validator_seed
     from curation.stage1.validator_view import validator_query
 
     ids, paths, labels, slices, groups = view.values(["id", "filepath", "ground_truth.label", "slices", "sequence_group"])
     preds = []
     for start in range(0, len(ids), batch_size):
         chunk = range(start, min(start + batch_size, len(ids)))
-        images = [validator_query(_open_image(paths[i]), validator_seed(ids[i], seed)) for i in chunk]
+        images = [validator_query(open_rgb(paths[i]), validator_seed(ids[i], seed)) for i in chunk]
         preds.extend(model.predict(images))
     names = sorted(preds[0].gate_features) if preds else []
     p = np.array([q.p_roadwork for q in preds])
@@ -280,10 +281,6 @@ def _git_commit() -> str | None:
     return out.stdout.strip() or None
 
 
-def _jsonable(value: Any) -> Any:
-    return json.loads(json.dumps(value, default=lambda v: v.tolist() if isinstance(v, np.ndarray) else str(v)))
-
-
 def next_version(settings: Settings) -> str:
     current = max(registry.list_versions(settings) or ["0.0.0"], key=registry.semver)
     major, minor, _ = (int(p) for p in current.split("."))
@@ -307,7 +304,7 @@ def run_retrain(settings: Settings, config: RetrainConfig, *, run_name: str | No
     if not state.done("snapshot"):
         state.mark("snapshot", snapshot_labels(dataset, run_dir / "snapshot", config=config))
     view = store.training_view(dataset)
-    counts = state.done("training_set") or _jsonable(training_counts(view))
+    counts = state.done("training_set") or registry.jsonable(training_counts(view))
     state.mark("training_set", counts)
     say(f"training set: {counts['n']} samples, {counts['hard_negatives']} hard negatives, by label {counts['by_label']}")
 
@@ -373,12 +370,12 @@ def run_retrain(settings: Settings, config: RetrainConfig, *, run_name: str | No
         try:
             model.save(tmp, include_backbone=True)
             gate_payload = {"gate": fitted.gate.to_dict(), "ltt": fitted.ltt} if fitted else {"gate": None, "reason": calibration["gate"]}
-            registry.write_json_atomic(tmp / "gate.json", _jsonable(gate_payload))
+            registry.write_json_atomic(tmp / "gate.json", registry.jsonable(gate_payload))
             export_bundle(
                 model, tmp / "bundle",
                 model_card={"model_name": config.model_name, "submitted_by": settings.user_name},
-                metrics=_jsonable({"calibration": calibration, "evaluation": evaluation, "gate": dataclasses.asdict(fitted.metrics) if fitted else None}),
-                data_summary=counts, gate=_jsonable(gate_payload),
+                metrics=registry.jsonable({"calibration": calibration, "evaluation": evaluation, "gate": dataclasses.asdict(fitted.metrics) if fitted else None}),
+                data_summary=counts, gate=registry.jsonable(gate_payload),
             )
             tmp.rename(final)  # atomic: the registry never lists a half-written version
         except BaseException:
@@ -390,5 +387,5 @@ def run_retrain(settings: Settings, config: RetrainConfig, *, run_name: str | No
     report_path = write_report(run_dir, version=version, evaluation=evaluation, calibration=calibration, val=val, calib=calib,
                                fitted=fitted, promoted=promoted, reasons=reasons, counts=counts, model=model)
     result = RetrainResult(run_dir, version, promoted, reasons, evaluation, counts, report_path, bundle_dir)
-    store.record_run(dataset, "retrain", _jsonable({**dataclasses.asdict(result), "force": config.force, "calibration": calibration}))
+    store.record_run(dataset, "retrain", registry.jsonable({**dataclasses.asdict(result), "force": config.force, "calibration": calibration}))
     return result

@@ -474,12 +474,11 @@ def _prepare_backbone(model, config: TrainConfig) -> None:
 
 
 def _load_image(item):
-    from PIL import Image
+    from curation.media import open_rgb
 
     if isinstance(item, (str, Path)):
         try:
-            with Image.open(item) as image:
-                return image.convert("RGB")
+            return open_rgb(item)
         except OSError as e:
             raise InputError(f"Cannot read training image {item}: {e}.") from e
     return item
