@@ -186,7 +186,8 @@ def list_runs(dataset: fo.Dataset, kind: str | None = None, limit: int = 50) -> 
     query: dict[str, Any] = {"dataset": dataset.name}
     if kind:
         query["kind"] = kind
-    cursor = _platform_collection(RUNS_COLLECTION).find(query).sort("created_at", -1).limit(limit)
+    # Dates are stored to the millisecond, so two runs can tie; the ObjectId breaks the tie in insert order.
+    cursor = _platform_collection(RUNS_COLLECTION).find(query).sort([("created_at", -1), ("_id", -1)]).limit(limit)
     return [{**doc, "_id": str(doc["_id"])} for doc in cursor]
 
 
