@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import hashlib
 import os
 import sys
 import tempfile
@@ -50,9 +51,14 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from curation.demo.corpus import CorpusSpec, write_corpus  # noqa: E402
+from curation.demo.query_log import validator_crop  # noqa: E402
+from curation.demo.scene import NEGATIVE_KINDS, render_scene, sample_spec, view  # noqa: E402
+from curation.demo.sequences import encode_jpeg, pick_kind  # noqa: E402
 from curation.mining import MiningConfig, hardness_scores  # noqa: E402
 from curation.stage1.cache import CacheSpec, FeatureCache, cache_features  # noqa: E402
 from curation.stage1.demo_training import demo_stage1_config, train_demo_model  # noqa: E402
+from curation.stage1.features import feature_names, gate_features  # noqa: E402
+from curation.stage1.gate import fit_gate  # noqa: E402
 from curation.stage1.hardness import diverse_select  # noqa: E402
 from curation.stage1.metrics import mcc  # noqa: E402
 from curation.stage1.model import Stage1Model  # noqa: E402
@@ -74,6 +80,13 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--head-epochs", type=int, default=40)
     ap.add_argument("--head-lr", type=float, default=1e-2)
+    ap.add_argument("--pool-mix", choices=("stream", "validator"), default="stream",
+                    help="stream: a dashcam-like pool (--stream-positive roadwork, --stream-hard of the negatives "
+                         "orange look-alikes, the rest plain streets); validator: the validators' mix (half roadwork, "
+                         "80%% of negatives look-alikes), like val and test")
+    ap.add_argument("--stream-positive", type=float, default=0.15)
+    ap.add_argument("--stream-hard", type=float, default=0.25)
+    ap.add_argument("--no-gate", action="store_true", help="mining without the failure-risk term (entropy only)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--workdir", default=None, help="corpus + cache folder (default: a temporary one)")
     return ap.parse_args()
@@ -85,6 +98,30 @@ def load_corpus(root: Path, n: int) -> tuple[list[str], np.ndarray, list[str]]:
         rows = list(csv.DictReader(f))
     assert len(rows) == n and {r["source"] for r in rows} == {"queries"}
     return [str(root / r["path"]) for r in rows], np.array([int(r["is_roadwork"]) for r in rows]), [r["sha256"] for r in rows]
+
+
+def stream_pool(root: Path, n: int, positive: float, hard: float, seed: int = 0) -> tuple[list[str], np.ndarray, list[str], np.ndarray]:
+    """A dashcam-like unlabelled pool: ``positive`` roadwork, ``hard`` of the negatives orange look-alikes.
+
+    Each frame becomes a 224×224 query the way validators crop it (the same pipeline as the demo
+    queries). Returns paths, labels, sha256 hashes and an is-look-alike flag per image.
+    """
+    rng = np.random.default_rng([seed, 7919])
+    root.mkdir(parents=True, exist_ok=True)
+    look_alikes = [k for k in NEGATIVE_KINDS if k != "plain"]
+    rows = []
+    for i in range(n):
+        if i < round(positive * n):
+            kind = pick_kind(rng, True)
+        else:
+            kind = look_alikes[int(rng.integers(len(look_alikes)))] if rng.random() < hard else "plain"
+        frame = validator_crop(view(render_scene(sample_spec(kind, int(rng.integers(2**31))))), rng)
+        data = encode_jpeg(frame.image, 85)
+        sha = hashlib.sha256(data).hexdigest()
+        (root / f"{sha}.jpg").write_bytes(data)
+        rows.append((str(root / f"{sha}.jpg"), int(frame.is_roadwork), sha, kind in look_alikes))
+    rows = [rows[i] for i in rng.permutation(n)]
+    return [r[0] for r in rows], np.array([r[1] for r in rows]), [r[2] for r in rows], np.array([r[3] for r in rows])
 
 
 def fit_head(backbone, feats: torch.Tensor, labels: np.ndarray, *, seed: int, args) -> Stage1Model:
@@ -111,18 +148,31 @@ def best_threshold(y: np.ndarray, p: np.ndarray) -> float:
     return float(candidates[int(np.argmax(scores))])
 
 
-def select(strategy: str, model: Stage1Model, pool_feats: torch.Tensor, pool_emb: np.ndarray,
+def centred(p: np.ndarray, threshold: float) -> np.ndarray:
+    """``sigmoid(logit p − logit threshold)``: the decision threshold maps to 0.5 (as the platform stores it)."""
+    p = np.clip(p, 1e-7, 1 - 1e-7)
+    z = np.log(p / (1 - p)) - np.log(threshold / (1 - threshold))
+    return 1.0 / (1.0 + np.exp(-z))
+
+
+def fit_round_gate(p_val: np.ndarray, y_val: np.ndarray, threshold: float):
+    """The platform's failure gate, fit on val: the head never saw val, so its routing labels are out-of-sample."""
+    names = list(feature_names(False))
+    x = gate_features(p_val[:, None], p_val, threshold=threshold, top_k=1)
+    return fit_gate(x, (p_val >= threshold) == (y_val == 1), feature_names=names)
+
+
+def select(strategy: str, p: np.ndarray, threshold: float, risk: np.ndarray | None, pool_emb: np.ndarray,
            unlabeled: np.ndarray, budget: int, rng: np.random.Generator) -> np.ndarray:
-    """Pool indices to label next (from ``unlabeled``); the labels are not read here."""
+    """Pool indices to label next (from ``unlabeled``, whose probabilities are ``p``); labels are not read here."""
     if strategy == "random":
         return rng.choice(unlabeled, size=budget, replace=False)
-    p = probs(model, pool_feats[unlabeled])
     if strategy == "uncertainty":
-        return unlabeled[np.argsort(np.abs(p - 0.5), kind="stable")[:budget]]
+        return unlabeled[np.argsort(np.abs(p - threshold), kind="stable")[:budget]]
     cfg = MiningConfig(quota=budget)
     nan = np.full(len(p), np.nan)
-    # Unlabelled ⇒ truth NaN; no gate ⇒ risk NaN; one view ⇒ no view variance.
-    scores = hardness_scores(p, nan, nan, nan, weights=cfg.weights)
+    # Unlabelled ⇒ truth NaN; one view ⇒ no view variance; risk from the round's gate (or NaN).
+    scores = hardness_scores(p, nan if risk is None else risk, nan, nan, weights=cfg.weights, threshold=threshold)
     passed = np.flatnonzero(scores >= cfg.min_hardness)
     shortlist = passed[np.argsort(-scores[passed], kind="stable")][: cfg.quota * cfg.shortlist_factor]
     picked = list(shortlist[diverse_select(scores[shortlist], pool_emb[unlabeled[shortlist]], cfg.quota,
@@ -139,11 +189,19 @@ def main() -> None:
     began = time.perf_counter()
     work = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="active_learning_"))
     n_bb, n_pool, n_val, n_test = args.backbone_train, args.pool, args.val, args.test
-    images, labels, hashes = load_corpus(work / "demo", n_bb + n_pool + n_val + n_test)
-    parts = np.split(np.arange(len(labels)), np.cumsum([n_bb, n_pool, n_val]))
-    bb, pool, val, test = parts
-    print(f"corpus: {len(labels)} demo queries ({time.perf_counter() - began:.0f} s); positive share "
-          f"backbone {labels[bb].mean():.2f}, pool {labels[pool].mean():.2f}, val {labels[val].mean():.2f}, test {labels[test].mean():.2f}")
+    stream = args.pool_mix == "stream"
+    images, labels, hashes = load_corpus(work / "demo", n_bb + n_val + n_test + (0 if stream else n_pool))
+    bb, val, test, pool = np.split(np.arange(len(labels)), np.cumsum([n_bb, n_val, n_test]))
+    if stream:
+        pool_images, y_pool, pool_hashes, look_alike = stream_pool(work / f"stream_{args.stream_positive}_{args.stream_hard}",
+                                                                   n_pool, args.stream_positive, args.stream_hard)
+    else:
+        pool_images, y_pool, pool_hashes = [images[i] for i in pool], labels[pool], [hashes[i] for i in pool]
+        look_alike = np.zeros(n_pool, dtype=bool)  # the validator mix has no per-image kind in this loader
+    y_val, y_test = labels[val], labels[test]  # y_pool is read only for labelled picks
+    print(f"corpus ({time.perf_counter() - began:.0f} s): pool = {args.pool_mix} mix, {n_pool} images, positive share "
+          f"{y_pool.mean():.2f}" + (f", look-alikes {look_alike.mean():.2f}" if stream else "")
+          + f"; val {y_val.mean():.2f} and test {y_test.mean():.2f} positive (validator mix); backbone {labels[bb].mean():.2f}")
 
     t = time.perf_counter()
     model, _ = train_demo_model([images[i] for i in bb], labels[bb].tolist(), [hashes[i] for i in bb],
@@ -155,14 +213,12 @@ def main() -> None:
 
     t = time.perf_counter()
     cache = FeatureCache(work / "cache", CacheSpec.for_model(model, validator_level=0))
-    rest = np.concatenate([pool, val, test])
-    cached = cache_features([images[i] for i in rest], [hashes[i] for i in rest], model, cache, augmentations=1, seed=7)
-    feats = cached.features[:, 0]  # [N, V=1, 2D]
+    paths = pool_images + [images[i] for i in np.concatenate([val, test])]
+    keys = pool_hashes + [hashes[i] for i in np.concatenate([val, test])]
+    feats = cache_features(paths, keys, model, cache, augmentations=1, seed=7).features[:, 0]  # [N, V=1, 2D]
     pool_feats, val_feats, test_feats = torch.split(feats, [n_pool, n_val, n_test])
-    hidden = model.hidden_size
-    pool_emb = pool_feats[:, 0, :hidden].float().numpy().astype(np.float64)  # global-view CLS (stage1_embedding)
-    y_pool, y_val, y_test = labels[pool], labels[val], labels[test]  # y_pool is read only for labelled picks
-    print(f"features: {len(rest)} level-0 queries cached ({time.perf_counter() - t:.0f} s)")
+    pool_emb = pool_feats[:, 0, : model.hidden_size].float().numpy().astype(np.float64)  # global-view CLS (stage1_embedding)
+    print(f"features: {len(paths)} level-0 queries cached ({time.perf_counter() - t:.0f} s)")
 
     full = fit_head(backbone, pool_feats, y_pool, seed=0, args=args)  # reference only: every pool label
     ceiling = mcc(y_test, (probs(full, test_feats) >= best_threshold(y_val, probs(full, val_feats))).astype(int))
@@ -170,43 +226,46 @@ def main() -> None:
 
     rounds = args.rounds
     curves = {s: np.zeros((args.seeds, rounds + 1)) for s in STRATEGIES}
-    balance = {s: np.zeros(args.seeds) for s in STRATEGIES}
+    picked_pos = {s: np.zeros(args.seeds) for s in STRATEGIES}
+    picked_look = {s: np.zeros(args.seeds) for s in STRATEGIES}
     overlap: list[int] = []
-    unit = pool_emb / np.linalg.norm(pool_emb, axis=1, keepdims=True)
-    cos = unit @ unit.T
-    print(f"pool CLS embeddings: mean pairwise cosine {cos[np.triu_indices(n_pool, 1)].mean():.3f}")
     t = time.perf_counter()
     for seed in range(args.seeds):
         start = np.random.default_rng(1000 + seed).choice(n_pool, size=args.seed_set, replace=False)
         for strategy in STRATEGIES:
             rng = np.random.default_rng(2000 + seed)
             labeled = start.copy()
-            if strategy == "mining":  # round 0's head is the same for every strategy: compare the picks
-                head0 = fit_head(backbone, pool_feats[start], y_pool[start], seed=seed, args=args)
-                un0 = np.setdiff1d(np.arange(n_pool), start)
-                overlap.append(len(np.intersect1d(select("mining", head0, pool_feats, pool_emb, un0, args.budget, rng),
-                                                  select("uncertainty", head0, pool_feats, pool_emb, un0, args.budget, rng))))
-                rng = np.random.default_rng(2000 + seed)
             for r in range(rounds + 1):
                 head = fit_head(backbone, pool_feats[labeled], y_pool[labeled], seed=seed, args=args)
-                threshold = best_threshold(y_val, probs(head, val_feats))
+                p_val = probs(head, val_feats)
+                threshold = best_threshold(y_val, p_val)
                 curves[strategy][seed, r] = mcc(y_test, (probs(head, test_feats) >= threshold).astype(int))
                 if r == rounds:
                     break
                 unlabeled = np.setdiff1d(np.arange(n_pool), labeled)
-                picks = select(strategy, head, pool_feats, pool_emb, unlabeled, args.budget, rng)
+                p_un = probs(head, pool_feats[unlabeled])
+                risk = None
+                if strategy == "mining" and not args.no_gate:
+                    gate = fit_round_gate(p_val, y_val, threshold)
+                    risk = gate.predict_risk(gate_features(p_un[:, None], p_un, threshold=threshold, top_k=1))
+                picks = select(strategy, p_un, threshold, risk, pool_emb, unlabeled, args.budget, rng)
+                if strategy == "mining" and r == 0:  # round 0's head is the same for every strategy
+                    overlap.append(len(np.intersect1d(picks, select("uncertainty", p_un, threshold, None, pool_emb,
+                                                                      unlabeled, args.budget, rng))))
                 assert len(picks) == args.budget and not np.isin(picks, labeled).any()
                 labeled = np.concatenate([labeled, picks])  # labels revealed now
-            balance[strategy][seed] = y_pool[labeled[args.seed_set:]].mean()
+            picked_pos[strategy][seed] = y_pool[labeled[args.seed_set:]].mean()
+            picked_look[strategy][seed] = look_alike[labeled[args.seed_set:]].mean()
         print(f"seed {seed} done ({time.perf_counter() - t:.0f} s)", flush=True)
 
-    header = "strategy     " + " ".join(f"r{r} (n={args.seed_set + r * args.budget})".ljust(11) for r in range(rounds + 1)) + "   AUC  picked-pos"
-    print(f"\nTest MCC per round, mean ± sd over {args.seeds} seeds (labelled count in parentheses; {n_test} test, threshold = max-MCC on {n_val} val):")
-    print(header)
+    header = "strategy     " + " ".join(f"r{r} (n={args.seed_set + r * args.budget})".ljust(11) for r in range(rounds + 1))
+    print(f"\nTest MCC per round, mean ± sd over {args.seeds} seeds (labelled count in parentheses; {n_test} test, "
+          f"threshold = max-MCC on {n_val} val; pool = {args.pool_mix} mix, mining {'without' if args.no_gate else 'with'} the gate):")
+    print(header + "   AUC  picked: roadwork look-alike")
     for s in STRATEGIES:
         c = curves[s]
         cells = " ".join(f"{m:.3f}±{sd:.3f}" for m, sd in zip(c.mean(0), c.std(0)))
-        print(f"{s:<12} {cells}  {c.mean(1).mean():.3f}  {balance[s].mean():.2f}")
+        print(f"{s:<12} {cells}  {c.mean(1).mean():.3f}  {picked_pos[s].mean():.2f}     {picked_look[s].mean():.2f}")
     print("\nPer seed (final-round MCC | AUC = mean MCC over rounds 0..R):")
     for seed in range(args.seeds):
         print(f"  seed {seed}: " + "  ".join(f"{s} {curves[s][seed, -1]:.3f} | {curves[s][seed].mean():.3f}" for s in STRATEGIES))

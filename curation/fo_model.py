@@ -64,7 +64,9 @@ class Stage1FiftyOneModel(Model, EmbeddingsMixin):
 
     def predict_all(self, args: list[Any]) -> list[fo.Classification]:
         return [
-            fo.Classification(label=p.label, confidence=p.confidence, logits=list(p.logits), p_roadwork=p.p_roadwork)
+            fo.Classification(
+                label=p.label, confidence=p.confidence, logits=list(p.logits), p_roadwork=p.p_roadwork, threshold=p.threshold
+            )
             for p in self._predict(args)
         ]
 

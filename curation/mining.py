@@ -79,13 +79,28 @@ def candidates(collection: foc.SampleCollection) -> foc.SampleCollection:
 
 
 def hardness_scores(
-    p: np.ndarray, risk: np.ndarray, view_var: np.ndarray, truth: np.ndarray, *, weights: hardness.HardnessWeights
+    p: np.ndarray,
+    risk: np.ndarray,
+    view_var: np.ndarray,
+    truth: np.ndarray,
+    *,
+    weights: hardness.HardnessWeights,
+    threshold: np.ndarray | float = 0.5,
 ) -> np.ndarray:
-    """Pure: combined hardness from per-sample arrays (NaN marks a missing term)."""
+    """Pure: combined hardness from per-sample arrays (NaN marks a missing term).
+
+    Uncertainty is measured around each prediction's decision threshold, not 0.5: ``p`` becomes
+    ``sigmoid(logit p − logit threshold)`` (the shift the export applies), so with a calibrated
+    threshold of 0.3 a sample at p = 0.3 is the most uncertain, and correctness for mistakenness is
+    judged at that threshold. A NaN threshold (predictions older than the field) means 0.5.
+    """
     p = np.clip(p.astype(np.float64), 1e-7, 1 - 1e-7)
-    logits = np.stack([np.log1p(-p), np.log(p)], axis=1)
+    t = np.broadcast_to(np.asarray(threshold, dtype=np.float64), p.shape)
+    t = np.clip(np.where(np.isnan(t), 0.5, t), 1e-7, 1 - 1e-7)
+    z = (np.log(p) - np.log1p(-p)) - (np.log(t) - np.log1p(-t))  # logit relative to the threshold
+    logits = np.stack([-np.logaddexp(0.0, z), -np.logaddexp(0.0, -z)], axis=1)  # [log(1−q), log q]
     has_truth = ~np.isnan(truth)
-    correct = np.where(has_truth, (p >= 0.5) == (truth > 0.5), False)
+    correct = np.where(has_truth, (z >= 0) == (truth > 0.5), False)
     mistaken = hardness.mistakenness(logits, np.where(has_truth, correct, np.nan))
     return hardness.combine_hardness(
         {
@@ -119,17 +134,24 @@ def mine(
         raise CurationError(f"Another mining run holds the lock `{lock}`; it expires after {config.lock_ttl_s:.0f} s if that run died.")
     try:
         pool = candidates(collection)
-        oids, (p, risk, view_var, truth) = store.project_columns(
-            pool, {"p": "stage1.p_roadwork", "r": "failure_risk", "v": "gate_features.var", "t": "ground_truth.label"}
+        oids, (p, threshold, risk, view_var, truth) = store.project_columns(
+            pool,
+            {
+                "p": "stage1.p_roadwork",
+                "th": "stage1.threshold",
+                "r": "failure_risk",
+                "v": "gate_features.var",
+                "t": "ground_truth.label",
+            },
         )
         if not oids:
             return MiningReport(day.isoformat(), tag, 0, 0, ())
         # Ground truth derived by the rule exists for most of train; it counts for mistakenness.
         truth_arr = np.array([np.nan if t is None else float(t == schema.Label.ROADWORK) for t in truth])
         scores = hardness_scores(
-            _floats(p), _floats(risk), _floats(view_var), truth_arr, weights=config.weights
+            _floats(p), _floats(risk), _floats(view_var), truth_arr, weights=config.weights, threshold=_floats(threshold)
         )
-        del p, risk, view_var, truth, truth_arr
+        del p, threshold, risk, view_var, truth, truth_arr
         store.write_floats_by_oid(dataset, "hardness", oids, scores)
         passed = np.flatnonzero(scores >= config.min_hardness)
         shortlist = passed[np.argsort(-scores[passed], kind="stable")][: config.quota * config.shortlist_factor]

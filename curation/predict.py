@@ -92,6 +92,7 @@ def to_fields(pred: Stage1Prediction) -> dict[str, Any]:
             confidence=pred.confidence,
             logits=list(pred.logits),
             p_roadwork=pred.p_roadwork,
+            threshold=pred.threshold,
         ),
         "stage1_views": fo.Detections(detections=detections),
         "gate_features": dict(pred.gate_features),

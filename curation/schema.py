@@ -150,7 +150,7 @@ FIELDS: tuple[FieldSpec, ...] = (
     FieldSpec("synth_mode", "string", "text2img | img2img | inpaint_replace | inpaint_add (synthetic samples)"),
     FieldSpec("generator_random_weights", "bool", "generator had random weights: never admitted to training", indexed=True),
     # Stage-1 and mining (written by predict, gate, mine)
-    FieldSpec("stage1", "classification", "Stage-1: label, confidence of that label, logits [log(1-p), log p], p_roadwork"),
+    FieldSpec("stage1", "classification", "Stage-1: label, confidence of that label, logits [log(1-p), log p], p_roadwork, threshold"),
     FieldSpec("stage1_views", "detections", "one box per view with its probability; label 'evidence' for the top views"),
     FieldSpec("gate_features", "dict", "view statistics the failure gate reads (p, max, top-K mean, var, entropy, ...)"),
     FieldSpec("stage1_embedding", "list", "global-view CLS embedding (Brain similarity, mining diversity)", element="float"),

@@ -44,6 +44,26 @@ def test_hardness_orders_uncertain_risky_mistakes_first():
     assert ((0 <= h) & (h <= 1)).all()
 
 
+def test_hardness_centres_uncertainty_on_the_decision_threshold():
+    # Threshold 0.2: p = 0.2 sits on the boundary (entropy ln 2); p = 0.5 is logit(0.5) − logit(0.2) = ln 4
+    # past it, i.e. q = 0.8, entropy −0.8 ln 0.8 − 0.2 ln 0.2 = 0.5004 nats < ln 2.
+    p = np.array([0.2, 0.5, 0.05])
+    nan = np.full(3, np.nan)
+    entropy_only = HardnessWeights(entropy=1.0, failure_risk=0.0, view_disagreement=0.0, mistakenness=0.0)
+    at_02 = hardness_scores(p, nan, nan, nan, weights=entropy_only, threshold=0.2)
+    assert at_02.argmax() == 0 and at_02[1] > at_02[2]
+    assert hardness_scores(p, nan, nan, nan, weights=entropy_only).argmax() == 1  # default 0.5
+    # A NaN threshold (older predictions) means 0.5; per-sample thresholds are allowed.
+    mixed = hardness_scores(p, nan, nan, nan, weights=entropy_only, threshold=np.array([np.nan, np.nan, np.nan]))
+    np.testing.assert_allclose(mixed, hardness_scores(p, nan, nan, nan, weights=entropy_only))
+    # Mistakenness judges correctness at the threshold. p = 0.3 with truth 0 is wrong at 0.2 and right at
+    # 0.5; p = 0.45 with truth 1 is right at 0.2 and wrong at 0.5, so the ranks swap.
+    mist_only = HardnessWeights(entropy=0.0, failure_risk=0.0, view_disagreement=0.0, mistakenness=1.0)
+    p2, truth = np.array([0.3, 0.45]), np.array([0.0, 1.0])
+    np.testing.assert_array_equal(hardness_scores(p2, nan[:2], nan[:2], truth, weights=mist_only, threshold=0.2), [1.0, 0.0])
+    np.testing.assert_array_equal(hardness_scores(p2, nan[:2], nan[:2], truth, weights=mist_only, threshold=0.5), [0.0, 1.0])
+
+
 @pytest.fixture
 def mined_dataset(dataset):
     rng = np.random.default_rng(0)
@@ -119,6 +139,18 @@ def test_diversity_skips_near_identical_frames(dataset):
     report = mine(dataset, day=DAY, config=MiningConfig(quota=2, min_hardness=0.0))
     paths = sorted(dataset.select(list(report.selected_ids)).values("filepath"))
     assert paths in (["/tmp/mine0.jpg", "/tmp/mine2.jpg"], ["/tmp/mine1.jpg", "/tmp/mine2.jpg"])
+
+
+def test_mine_reads_each_prediction_threshold(dataset):
+    """Stored at threshold 0.2, p = 0.22 is on the decision boundary and p = 0.5 is not: mining picks the former."""
+    near_boundary = _sample(0, split="pool", p=0.22, views=np.full(10, 0.22), truth=None, emb=np.array([1.0, 0.0]))
+    at_half = _sample(1, split="pool", p=0.5, views=np.full(10, 0.5), truth=None, emb=np.array([0.0, 1.0]))
+    for s in (near_boundary, at_half):
+        s["stage1"]["threshold"] = 0.2
+    dataset.add_samples([near_boundary, at_half])
+    entropy_only = HardnessWeights(entropy=1.0, failure_risk=0.0, view_disagreement=0.0, mistakenness=0.0)
+    report = mine(dataset, day=DAY, config=MiningConfig(quota=1, min_hardness=0.0, weights=entropy_only))
+    assert dataset.select(list(report.selected_ids)).values("filepath") == ["/tmp/mine0.jpg"]
 
 
 def test_gate_fit_on_val_certifies_on_calib(dataset, tmp_path: Path):

@@ -47,7 +47,12 @@ _OWNED = ("natix", "roadwork", "roboflow", "queries", "truth.csv", "manifest.jso
 
 @dataclass(frozen=True)
 class CorpusSpec:
-    """How many images each source gets, and the seed that fixes every byte."""
+    """How many images each source gets, and the seed that fixes every byte.
+
+    Queries default to the validators' mix (half roadwork, most negatives orange look-alikes);
+    ``query_positive`` and ``query_look_alike`` (share of negatives that are look-alikes) model a
+    dashcam stream instead, where roadwork is rare and most negatives are plain streets.
+    """
 
     n_natix_train: int = 240
     n_natix_test: int = 80
@@ -56,6 +61,8 @@ class CorpusSpec:
     n_queries: int = 20
     seed: int = 0
     natix_train_positive: float = 0.8
+    query_positive: float = 0.5
+    query_look_alike: float | None = None
     frames_per_sequence: tuple[int, int] = (3, 5)
 
     def __post_init__(self) -> None:
@@ -63,8 +70,10 @@ class CorpusSpec:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 0:
                 raise ConfigError(f"The `{name}` parameter of CorpusSpec must be an int in the range [0, inf). Got {value!r} instead.")
-        if not 0.0 <= self.natix_train_positive <= 1.0:
-            raise ConfigError(f"The `natix_train_positive` parameter must be a float in [0, 1]. Got {self.natix_train_positive!r} instead.")
+        for name in ("natix_train_positive", "query_positive", "query_look_alike"):
+            value = getattr(self, name)
+            if value is not None and not 0.0 <= value <= 1.0:
+                raise ConfigError(f"The `{name}` parameter must be a float in [0, 1]. Got {value!r} instead.")
         lo, hi = self.frames_per_sequence
         if not 1 <= lo <= hi:
             raise ConfigError(f"The `frames_per_sequence` parameter must be (lo, hi) with 1 <= lo <= hi. Got {self.frames_per_sequence!r} instead.")
@@ -223,14 +232,17 @@ def _roadwork(train: list[NatixRow], test: list[NatixRow], conflicts: list[dict]
     return splits, fixtures
 
 
-def _single_frames(n: int, share: float, seed: int, stream: str, size: tuple[int, int], classes: frozenset[str] | None) -> list[Frame]:
-    """Frames of independent scenes (Roboflow, queries), ``share`` of them positive."""
+def _single_frames(
+    n: int, share: float, seed: int, stream: str, size: tuple[int, int], classes: frozenset[str] | None, look_alike: float | None = None
+) -> list[Frame]:
+    """Frames of independent scenes (Roboflow, queries), ``share`` of them positive; ``look_alike``
+    fixes the share of negatives that are orange look-alikes (None: the corpus's kind weights)."""
     rng = _stream(seed, stream)
     positives, negatives = kinds_for(classes)
     n_pos = round(share * n)
     frames = []
     for i in range(n):
-        kind = pick_kind(rng, i < n_pos, positives + negatives)
+        kind = pick_kind(rng, i < n_pos, positives + negatives, look_alike)
         frames.append(view(render_scene(sample_spec(kind, int(rng.integers(2**31)), size=size, classes=classes))))
     order = rng.permutation(n)
     return [frames[i] for i in order]
@@ -287,7 +299,7 @@ def write_corpus(out_dir: Path | str, spec: CorpusSpec = CorpusSpec()) -> Manife
     written = [("roboflow", p, img) for p, img in roboflow_format.write_coco(out / "roboflow" / "coco", det_splits)]
     written += [("roboflow", p, img) for p, img in roboflow_format.write_yolo(out / "roboflow" / "yolo", {k: det_splits[k] for k in ("train", "valid")})]
     written += [("roboflow", p, img) for p, img in roboflow_format.write_cls(out / "roboflow" / "cls", _splits(cls, {"train": 0.8, "valid": 0.2}))]
-    frames = _single_frames(spec.n_queries, 0.5, spec.seed, "queries", (640, 360), None)
+    frames = _single_frames(spec.n_queries, spec.query_positive, spec.seed, "queries", (640, 360), None, spec.query_look_alike)
     written += [("queries", p, rec) for p, rec in query_log.write_queries(out / "queries", query_log.make_records(frames, _stream(spec.seed, "query_log")))]
     truth += [TruthRow(p.relative_to(out).as_posix(), source, item.shot.frame, item.shot.sha256) for source, p, item in written]
 

@@ -110,7 +110,12 @@ def encode_jpeg(image: Image.Image, quality: int = 90) -> bytes:
     return buf.getvalue()
 
 
-def pick_kind(rng: np.random.Generator, positive: bool, kinds: list[str] | None = None) -> str:
+def pick_kind(rng: np.random.Generator, positive: bool, kinds: list[str] | None = None, look_alike: float | None = None) -> str:
+    """A scene kind by the corpus weights; ``look_alike`` instead fixes the share of negatives that are
+    orange look-alikes (the rest plain streets), as in a dashcam stream where most frames are ordinary."""
+    if not positive and look_alike is not None:
+        hard = [k for k in NEGATIVE_KINDS if k != "plain" and (kinds is None or k in kinds)]
+        return hard[int(rng.integers(len(hard)))] if rng.random() < look_alike else "plain"
     weights = POSITIVE_WEIGHTS if positive else NEGATIVE_WEIGHTS
     names = [k for k in weights if kinds is None or k in kinds]
     p = np.array([weights[k] for k in names], dtype=float)

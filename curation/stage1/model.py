@@ -151,6 +151,7 @@ class Stage1Prediction:
     """
 
     p_roadwork: float
+    threshold: float  # the decision threshold ``label`` was taken at (mining centres uncertainty on it)
     label: str
     confidence: float
     logits: tuple[float, float]
@@ -272,6 +273,7 @@ class Stage1Model(nn.Module):
             predictions.append(
                 Stage1Prediction(
                     p_roadwork=float(p[i]),
+                    threshold=float(cfg.threshold),
                     label=str(Label.ROADWORK if positive else Label.NO_ROADWORK),
                     confidence=float(p[i] if positive else 1.0 - p[i]),
                     logits=(float(log_neg[i]), float(log_pos[i])),

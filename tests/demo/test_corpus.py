@@ -229,3 +229,22 @@ def test_leakage_fixtures(corpus: Manifest) -> None:
 def test_spec_validation_names_the_parameter() -> None:
     with pytest.raises(ConfigError, match="`n_roadwork`.*Got -1"):
         CorpusSpec(n_roadwork=-1)
+
+
+@pytest.mark.parametrize(("look_alike", "allowed"), [(0.0, {"plain"}), (1.0, {"orange_billboard", "shop_sign", "foliage", "crane", "vest", "sunset", "orange_vehicle", "garden_fence"})])
+def test_query_stream_mix_sets_the_share_of_roadwork_and_look_alikes(tmp_path: Path, look_alike: float, allowed: set[str]) -> None:
+    from curation.demo.scene import POSITIVE_KINDS
+
+    spec = CorpusSpec(n_natix_train=0, n_natix_test=0, n_roadwork=0, n_roboflow=0, n_queries=20, seed=3, query_positive=0.15, query_look_alike=look_alike)
+    rows = _truth(write_corpus(tmp_path / "out", spec))
+    kinds = [r["kind"] for r in rows]
+    assert sum(k in POSITIVE_KINDS for k in kinds) == 3  # round(0.15 × 20) roadwork scenes
+    assert {k for k in kinds if k not in POSITIVE_KINDS} <= allowed
+
+
+
+def test_query_mix_is_validated() -> None:
+    with pytest.raises(ConfigError, match="`query_look_alike`.*Got 1.5"):
+        CorpusSpec(query_look_alike=1.5)
+    with pytest.raises(ConfigError, match="`query_positive`.*Got -0.1"):
+        CorpusSpec(query_positive=-0.1)
