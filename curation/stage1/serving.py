@@ -1,0 +1,560 @@
+"""Accelerated Stage-1 forwards behind the Stage-1 API: compiled and CUDA-graph steps, a bulk loader.
+
+Why: on an H100 the eager multi-view forward of one image is launch-bound (DESIGN.md section 9:
+vitl16 16.5-19.9 ms eager, 3.7 ms with compile + CUDA-graph replay, ~2 ms compute), and bulk
+prediction needs JPEG decoding and view building off the GPU's critical path.
+
+:class:`ServingModel` *is* a :class:`~curation.stage1.model.Stage1Model` (same ``predict``,
+``forward_images``, ``features``, ``head_forward``, ``save``) that shares the wrapped model's
+modules and runs the whole multi-view forward (backbone → CLS ‖ patch-mean features → head →
+aggregator) as one static-shape *step*. :class:`ServingConfig` chooses:
+
+- ``mode``: ``eager`` (the Stage-1 code as is), ``compile`` (torch.compile with static shapes) or
+  ``cuda_graph`` (compile, then one CUDA graph of the whole step, replayed; CUDA only).
+- ``path``: ``query`` runs one image per step (a miner answering validators, latency);
+  ``bulk`` runs ``batch_images`` per step, and :meth:`ServingModel.forward_files` feeds it from a
+  DataLoader whose worker processes decode JPEGs and build views into pinned memory; each batch
+  is copied ``non_blocking`` on a side stream while the previous step computes.
+- ``dtype`` (bf16/fp32 backbone), ``fp8`` (row-scaled FP8 linears, Hopper only) and the
+  torch.compile artefact file ``compile_cache`` (compile once, reload in later processes).
+
+Attention is the backbone's SDPA (flash / memory-efficient kernels on CUDA); a backbone built with
+``attn_implementation="eager"`` is refused rather than served slowly.
+
+Example:
+    >>> from PIL import Image
+    >>> from curation.stage1.model import Stage1Config
+    >>> from curation.stage1.serving import ServingConfig, ServingModel
+    >>> served = ServingModel.build(Stage1Config(), serving=ServingConfig(dtype="float32", device="cpu"))
+    >>> len(served.predict([Image.new("RGB", (224, 224), "gray")])[0].view_probs)
+    10
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image
+from torch import nn
+
+from curation.config import from_mapping
+from curation.errors import ConfigError, InputError, suggest
+from curation.media import open_rgb
+from curation.stage1.backbone import DTYPES, backbone_features
+from curation.stage1.model import Stage1Config, Stage1Model, Stage1Output
+from curation.stage1.views import ViewPolicy, build_views, pil_to_tensor
+
+MODES = ("eager", "compile", "cuda_graph")
+PATHS = ("query", "bulk")
+SERVING_DTYPES = ("bfloat16", "float32")
+COMPILE_SCOPES = ("blocks", "model")
+E4M3_MAX = float(torch.finfo(torch.float8_e4m3fn).max)  # 448
+FP8_MIN_CAPABILITY = (9, 0)  # row-wise scaled FP8 matmuls (torch._scaled_mm) need Hopper
+
+
+@dataclass(frozen=True)
+class ServingConfig:
+    """How a Stage-1 model is served; validated at construction.
+
+    Attributes:
+        mode: ``eager`` | ``compile`` | ``cuda_graph`` (see module docstring).
+        path: ``query`` (one image per step) | ``bulk`` (``batch_images`` per step).
+        dtype: backbone dtype, ``bfloat16`` | ``float32``; the head stays float32.
+        fp8: replace the transformer blocks' linears with row-scaled FP8 (e4m3) matmuls; needs
+            ``dtype: bfloat16`` and a CUDA GPU of compute capability ≥ 9.0.
+        device: ``auto`` (CUDA when available), ``cpu``, ``cuda`` or ``cuda:N``.
+        batch_images: images per step on the bulk path (static shape; the last batch is padded).
+        num_workers: DataLoader worker processes decoding JPEGs on the bulk path (0: in-process).
+        pin_memory: page-locked loader batches so host→GPU copies overlap compute (CUDA only).
+        prefetch_factor: batches each worker keeps ready.
+        compile_scope: ``blocks`` compiles the transformer block once and reuses it for every layer
+            (cold compile in seconds); ``model`` compiles the whole step (cross-layer fusion, slower
+            to compile).
+        autotune: compile with ``max-autotune-no-cudagraphs`` (minutes cold; cache the artefacts).
+        compile_cache: torch.compile artefact file, loaded before compiling when it exists and
+            rewritten after; None keeps only inductor's own on-disk cache (TORCHINDUCTOR_CACHE_DIR).
+    """
+
+    mode: str = "eager"
+    path: str = "query"
+    dtype: str = "bfloat16"
+    fp8: bool = False
+    device: str = "auto"
+    batch_images: int = 32
+    num_workers: int = 4
+    pin_memory: bool = True
+    prefetch_factor: int = 2
+    compile_scope: str = "blocks"
+    autotune: bool = False
+    compile_cache: Path | None = None
+
+    def __post_init__(self) -> None:
+        for key, allowed in (("mode", MODES), ("path", PATHS), ("dtype", SERVING_DTYPES), ("compile_scope", COMPILE_SCOPES)):
+            value = getattr(self, key)
+            if value not in allowed:
+                raise ConfigError(
+                    f"The `{key}` parameter must be one of {', '.join(allowed)}. Got {value!r} instead."
+                    f"{suggest(str(value), allowed)}"
+                )
+        for key, low in (("batch_images", 1), ("num_workers", 0), ("prefetch_factor", 1)):
+            value = getattr(self, key)
+            if not isinstance(value, int) or isinstance(value, bool) or value < low:
+                raise ConfigError(f"The `{key}` parameter must be an int in [{low}, inf). Got {value!r} instead.")
+        if self.device != "auto":
+            try:
+                kind = torch.device(self.device).type
+            except (RuntimeError, TypeError):
+                kind = None
+            if kind not in ("cpu", "cuda"):
+                raise ConfigError(f"The `device` parameter must be auto, cpu, cuda or cuda:N. Got {self.device!r} instead.")
+            if kind == "cpu" and (self.mode == "cuda_graph" or self.fp8):
+                what = "`mode: cuda_graph`" if self.mode == "cuda_graph" else "`fp8`"
+                raise ConfigError(f"{what} needs a CUDA device; `device` is {self.device!r}.")
+        if self.fp8 and self.dtype != "bfloat16":
+            raise ConfigError(f"`fp8` needs `dtype: bfloat16` (FP8 matmuls write bf16). Got dtype {self.dtype!r}.")
+
+    @property
+    def step_images(self) -> int:
+        """Images per static step: 1 on the query path, ``batch_images`` on the bulk path."""
+        return 1 if self.path == "query" else self.batch_images
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], *, source: str) -> ServingConfig:
+        """Parse a mapping (YAML/JSON); unknown keys are rejected with the nearest valid key."""
+        return from_mapping(cls, values, source=source)
+
+    def replace(self, **changes: Any) -> ServingConfig:
+        return dataclasses.replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class SetupReport:
+    """What :meth:`ServingModel.setup` did; compile and capture times are wall seconds."""
+
+    device: str
+    mode: str
+    compile_s: float
+    capture_s: float
+    cache_loaded: bool
+    fp8_linears: int
+
+
+@dataclass(frozen=True)
+class FileBatch:
+    """One bulk step's result: the files in input order, their upright sizes and CPU outputs."""
+
+    paths: tuple[str, ...]
+    sizes: tuple[tuple[int, int], ...]  # (width, height) per image, for view_boxes
+    output: Stage1Output  # view_logits [n, V], image_logits [n], features [n, V, 2D], on CPU
+
+
+class Fp8Linear(nn.Module):
+    """``nn.Linear`` with e4m3 weights scaled per output channel and activations scaled per row.
+
+    Why row-wise: one outlier token would otherwise set the scale for the whole batch and flush the
+    other tokens' small values. Under torch.compile the activation amax/scale/cast fuse into one
+    kernel; the matmul is ``torch._scaled_mm`` (the only FP8 GEMM in torch itself), bf16 out.
+    """
+
+    def __init__(self, linear: nn.Linear):
+        super().__init__()
+        weight = linear.weight.detach().float()  # [N, K]
+        scale = weight.abs().amax(dim=1, keepdim=True).clamp(min=1e-12) / E4M3_MAX  # [N, 1]
+        self.in_features, self.out_features = linear.in_features, linear.out_features
+        self.register_buffer("weight", _to_e4m3(weight / scale))  # [N, K]
+        self.register_buffer("weight_scale", scale.t().contiguous())  # [1, N]
+        bias = None if linear.bias is None else linear.bias.detach().to(torch.bfloat16)
+        self.register_buffer("bias", bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        rows = x.reshape(-1, self.in_features).float()  # [M, K]
+        scale = rows.abs().amax(dim=1, keepdim=True).clamp(min=1e-12) / E4M3_MAX  # [M, 1]
+        out = torch._scaled_mm(
+            _to_e4m3(rows / scale),
+            self.weight.t(),  # [K, N], column-major as _scaled_mm requires
+            scale_a=scale,
+            scale_b=self.weight_scale,
+            out_dtype=torch.bfloat16,
+            use_fast_accum=True,
+        )  # [M, N]
+        if self.bias is not None:
+            out = out + self.bias
+        return out.view(*x.shape[:-1], self.out_features)
+
+
+def _to_e4m3(x: torch.Tensor) -> torch.Tensor:
+    # e4m3fn has no infinity: a value rounding past 448 would become NaN, so clamp first.
+    return x.clamp(-E4M3_MAX, E4M3_MAX).to(torch.float8_e4m3fn)
+
+
+def quantize_fp8(backbone: nn.Module) -> int:
+    """Swap every transformer-block ``nn.Linear`` whose sides are multiples of 16 for :class:`Fp8Linear`.
+
+    In place and idempotent; returns how many block linears run in FP8. The patch embedding and
+    the head keep their dtype.
+    """
+    blocks = transformer_blocks(backbone)
+    for block in blocks:
+        for name, child in list(block.named_modules()):
+            if isinstance(child, nn.Linear) and child.in_features % 16 == 0 and child.out_features % 16 == 0:
+                parent_name, _, attr = name.rpartition(".")
+                setattr(block.get_submodule(parent_name) if parent_name else block, attr, Fp8Linear(child))
+    return sum(isinstance(m, Fp8Linear) for block in blocks for m in block.modules())
+
+
+def transformer_blocks(backbone: nn.Module) -> list[nn.Module]:
+    """The DINOv3 transformer blocks, found by class so it works across transformers versions."""
+    from transformers.models.dinov3_vit.modeling_dinov3_vit import DINOv3ViTLayer
+
+    return [m for m in backbone.modules() if isinstance(m, DINOv3ViTLayer)]
+
+
+def fp8_support(device: torch.device) -> str | None:
+    """None when ``device`` runs row-scaled FP8 matmuls, else why not (for the error message)."""
+    if device.type != "cuda":
+        return f"`fp8` needs a CUDA GPU of compute capability ≥ {FP8_MIN_CAPABILITY[0]}.{FP8_MIN_CAPABILITY[1]}; the device is {device}."
+    capability = torch.cuda.get_device_capability(device)
+    if capability < FP8_MIN_CAPABILITY:
+        name = torch.cuda.get_device_name(device)
+        return (
+            f"`fp8` needs compute capability ≥ {FP8_MIN_CAPABILITY[0]}.{FP8_MIN_CAPABILITY[1]} (Hopper: H100/H200) for "
+            f"row-scaled FP8 matmuls; {name} is {capability[0]}.{capability[1]}. Serve in bfloat16 instead."
+        )
+    return None
+
+
+def load_compile_cache(path: str | Path) -> bool:
+    """Hot-load torch.compile artefacts saved by :func:`save_compile_cache`; False when the file is absent."""
+    path = Path(path)
+    if not path.is_file():
+        return False
+    torch.compiler.load_cache_artifacts(path.read_bytes())
+    return True
+
+
+def save_compile_cache(path: str | Path) -> int:
+    """Write this process's torch.compile artefacts (atomically); returns the bytes written (0: none)."""
+    saved = torch.compiler.save_cache_artifacts()
+    if saved is None:
+        return 0
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=path.parent, delete=False) as handle:
+        handle.write(saved[0])
+    os.replace(handle.name, path)
+    return len(saved[0])
+
+
+class ServingModel(Stage1Model):
+    """A Stage-1 model served by :class:`ServingConfig`; a drop-in :class:`Stage1Model`.
+
+    The wrapped model's backbone, head and aggregator are shared, not copied (an 841M backbone
+    twice would double GPU memory), and :meth:`setup` prepares them in place: it moves them to the
+    device, casts the backbone, swaps FP8 linears and, with ``compile_scope: blocks``, compiles the
+    backbone's blocks, so the wrapped model runs that way afterwards too.
+
+    Args:
+        model: the Stage-1 model to serve.
+        serving: how to serve it (default: eager, bf16, auto device).
+    """
+
+    def __init__(self, model: Stage1Model, serving: ServingConfig | None = None):
+        nn.Module.__init__(self)  # not Stage1Model.__init__: that would build a fresh, random head
+        self.config = model.config
+        self.backbone, self.head, self.aggregator = model.backbone, model.head, model.aggregator
+        self.serving = serving or ServingConfig()
+        self.report: SetupReport | None = None
+        self._run: Callable[[torch.Tensor], tuple[torch.Tensor, ...]] | None = None
+        self._copy_stream: torch.cuda.Stream | None = None
+
+    @classmethod
+    def build(
+        cls,
+        config: Stage1Config,
+        *,
+        backbone: nn.Module | None = None,
+        device: str = "cpu",
+        seed: int = 0,
+        serving: ServingConfig | None = None,
+    ) -> ServingModel:
+        """:meth:`Stage1Model.build`, served by ``serving``."""
+        return cls(Stage1Model.build(config, backbone=backbone, device=device, seed=seed), serving)
+
+    @classmethod
+    def load(
+        cls,
+        directory: str | Path,
+        *,
+        backbone: nn.Module | None = None,
+        device: str = "cpu",
+        serving: ServingConfig | None = None,
+    ) -> ServingModel:
+        """:meth:`Stage1Model.load` (a saved model directory), served by ``serving``."""
+        return cls(Stage1Model.load(directory, backbone=backbone, device=device), serving)
+
+    # Preparation ---------------------------------------------------------------------------------
+    def setup(self) -> SetupReport:
+        """Place, cast, quantise, compile and capture; the first prediction calls it when not yet done.
+
+        Compilation runs on a random input of the static shape (``step_images`` images), so the
+        first real query is not the one that pays for it.
+
+        Raises:
+            ConfigError: the device cannot run the configuration (no CUDA for ``cuda_graph``, a GPU
+                without FP8 for ``fp8``), or the backbone does not use SDPA attention.
+        """
+        cfg = self.serving
+        device = self._resolve_device()
+        attention = getattr(self.backbone.config, "_attn_implementation", None)
+        if attention not in ("sdpa", "flash_attention_2"):
+            raise ConfigError(
+                f"Serving needs SDPA (or flash) attention; this backbone uses {attention!r}. "
+                "Build or load it with `attn_implementation: sdpa` in the Stage-1 config."
+            )
+        if cfg.fp8 and (reason := fp8_support(device)):
+            raise ConfigError(reason)
+        self.eval()
+        self.to(device)
+        if self.backbone.dtype != DTYPES[cfg.dtype]:  # skipped when prepared before: would upcast FP8 buffers
+            self.backbone.to(DTYPES[cfg.dtype])
+        fp8_linears = quantize_fp8(self.backbone) if cfg.fp8 else 0
+        self._copy_stream = torch.cuda.Stream(device) if device.type == "cuda" else None
+        compile_s = capture_s = 0.0
+        cache_loaded = False
+        if cfg.mode == "eager":
+            self._run = self._step
+        else:
+            cache_loaded = cfg.compile_cache is not None and load_compile_cache(cfg.compile_cache)
+            compiled = self._compiled_step()
+            with torch.inference_mode():  # real steps get inference tensors; dynamo guards on that
+                example = self._example_views(device)
+                start = time.perf_counter()
+                compiled(example)  # compiles for the static shape
+            _sync(device)
+            compile_s = time.perf_counter() - start
+            if cfg.mode == "cuda_graph":
+                start = time.perf_counter()
+                self._run = _capture(compiled, example)
+                capture_s = time.perf_counter() - start
+            else:
+                self._run = compiled
+            if cfg.compile_cache is not None:
+                save_compile_cache(cfg.compile_cache)
+        self.report = SetupReport(str(device), cfg.mode, compile_s, capture_s, cache_loaded, fp8_linears)
+        return self.report
+
+    def _resolve_device(self) -> torch.device:
+        requested = self.serving.device
+        if requested == "auto":
+            requested = "cuda" if torch.cuda.is_available() else "cpu"
+        device = torch.device(requested)
+        needs_cuda = device.type == "cuda" or self.serving.mode == "cuda_graph"
+        if needs_cuda and not torch.cuda.is_available():
+            what = "`mode: cuda_graph`" if self.serving.mode == "cuda_graph" else f"`device: {self.serving.device}`"
+            raise ConfigError(
+                f"{what} needs a CUDA device, and none is available (torch.cuda.is_available() is False). "
+                "Use `mode: compile` or `mode: eager` on a CPU."
+            )
+        return device
+
+    def _compiled_step(self) -> Callable[[torch.Tensor], tuple[torch.Tensor, ...]]:
+        options = dict(dynamic=False, fullgraph=True, mode="max-autotune-no-cudagraphs" if self.serving.autotune else None)
+        if self.serving.compile_scope == "model":
+            return torch.compile(self._step, **options)
+        blocks = transformer_blocks(self.backbone)
+        if not blocks:
+            raise ConfigError("`compile_scope: blocks` found no DINOv3 transformer blocks; use `compile_scope: model`.")
+        for block in blocks:
+            block.compile(**options)  # one compiled code object, reused by every layer
+        return self._step
+
+    def _example_views(self, device: torch.device) -> torch.Tensor:
+        """Random views of the static shape (random, not zeros: zeros can take faster paths)."""
+        policy = self.config.views
+        n = self.serving.step_images * policy.num_views
+        generator = torch.Generator(device=device).manual_seed(0)
+        shape = (n, 3, policy.size, policy.size)
+        return torch.randn(shape, generator=generator, device=device, dtype=DTYPES[self.serving.dtype])
+
+    # The step ----------------------------------------------------------------------------------------
+    def _step(self, views: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Views [n·V, 3, S, S] → (view logits [n, V], image logits [n], features [n, V, 2D])."""
+        n = views.shape[0] // self.config.views.num_views
+        batch = views.shape[0] if self.serving.mode != "eager" else self.config.max_batch  # one forward when static
+        feats = backbone_features(self.backbone, views, max_batch=batch).view(n, self.config.views.num_views, -1)
+        view_logits, image_logits = self.head_forward(feats)
+        return view_logits, image_logits, feats
+
+    @torch.inference_mode()
+    def forward_views(self, views: torch.Tensor) -> Stage1Output:
+        """Normalised views [N·V, 3, S, S] (image-major) → :class:`Stage1Output` on the serving device.
+
+        Eager mode runs any N in one pass (chunked by ``max_batch``, as :class:`Stage1Model` does);
+        compiled modes run static steps of ``step_images`` images and pad the last one.
+        """
+        if self._run is None:
+            self.setup()
+        num_views = self.config.views.num_views
+        if views.dim() != 4 or views.shape[0] % num_views:
+            raise InputError(f"`views` must be [N·{num_views}, 3, S, S] for this view policy; got {tuple(views.shape)}.")
+        # The backbone casts its input to its dtype first, so casting here changes no value; it
+        # keeps one dtype (one compiled graph) whatever the caller passes.
+        views = views.to(self.device, DTYPES[self.serving.dtype], non_blocking=True)
+        if self.serving.mode == "eager":
+            return Stage1Output(*self._run(views))
+        step = self.serving.step_images * num_views
+        parts = []
+        for start in range(0, views.shape[0], step):
+            chunk = views[start : start + step]
+            real = chunk.shape[0] // num_views
+            if chunk.shape[0] < step:
+                pad = chunk.new_zeros((step - chunk.shape[0], *chunk.shape[1:]))
+                chunk = torch.cat([chunk, pad])  # static shape; padded images are dropped below
+            elif self.serving.mode == "compile" and not chunk.is_inference():
+                chunk = chunk.clone()  # a caller's ordinary tensor would fail dynamo's guard: a recompile
+            parts.append([t[:real] for t in self._run(chunk)])
+        view_logits, image_logits, feats = (torch.cat(ts) for ts in zip(*parts))
+        return Stage1Output(view_logits=view_logits, image_logits=image_logits, features=feats)
+
+    def forward_images(self, images: list[torch.Tensor]) -> Stage1Output:
+        """uint8 images [3, H, W] → :class:`Stage1Output`; views are built on the serving device."""
+        if self._run is None:
+            self.setup()
+        views = build_views([im.to(self.device) for im in images], self.config.views)  # [N·V, 3, S, S]
+        return self.forward_views(views)
+
+    # Bulk path -----------------------------------------------------------------------------------------
+    def forward_files(self, paths: Sequence[str | Path]) -> Iterator[FileBatch]:
+        """Stream image files through the model, ``step_images`` per step, in input order.
+
+        Worker processes decode and build views (in the serving dtype, which the backbone would
+        cast to anyway) into pinned memory; while step k computes, batch k+1 is copied to the GPU
+        on a side stream and step k−1's outputs come back to the host.
+
+        Raises:
+            InputError: a file cannot be decoded; the message names it. Batches before it are
+                yielded first.
+        """
+        if self._run is None:
+            self.setup()
+        device = self.device
+        workers = self.serving.num_workers
+        loader = torch.utils.data.DataLoader(
+            _ViewDataset([str(p) for p in paths], self.config.views, DTYPES[self.serving.dtype]),
+            batch_size=self.serving.step_images,
+            shuffle=False,
+            num_workers=workers,
+            collate_fn=_collate,
+            pin_memory=self.serving.pin_memory and device.type == "cuda",
+            prefetch_factor=self.serving.prefetch_factor if workers else None,
+        )
+        pending: tuple[_ViewBatch, Stage1Output] | None = None
+        for batch in loader:
+            if batch.error:
+                if pending is not None:
+                    yield _to_host(*pending)
+                raise InputError(batch.error)
+            output = self.forward_views(self._upload(batch.views))  # launched, not waited for
+            if pending is not None:
+                yield _to_host(*pending)  # waits for step k−1 only; step k keeps the GPU busy
+            pending = (batch, output)
+        if pending is not None:
+            yield _to_host(*pending)
+
+    def _upload(self, views: torch.Tensor) -> torch.Tensor:
+        """Host views → device, on the copy stream so the copy overlaps the step in flight."""
+        if self._copy_stream is None:
+            return views
+        with torch.cuda.stream(self._copy_stream):
+            on_device = views.to(self.device, non_blocking=True)
+        current = torch.cuda.current_stream(self.device)
+        current.wait_stream(self._copy_stream)
+        on_device.record_stream(current)  # the allocator must not reuse it before the step reads it
+        return on_device
+
+
+def _capture(compiled: Callable, example: torch.Tensor) -> Callable[[torch.Tensor], tuple[torch.Tensor, ...]]:
+    """Capture ``compiled`` on a static input buffer; the returned function copies in, replays, clones out."""
+    with torch.inference_mode():
+        static_in = example.clone()
+        side = torch.cuda.Stream(example.device)
+        side.wait_stream(torch.cuda.current_stream(example.device))  # static_in is written before side reads it
+        with torch.cuda.stream(side):
+            for _ in range(3):  # warm-up: lazy initialisation and autotuning may not run inside a capture
+                compiled(static_in)
+        torch.cuda.current_stream(example.device).wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            static_out = compiled(static_in)
+
+    def replay(views: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        static_in.copy_(views)
+        graph.replay()
+        return tuple(t.clone() for t in static_out)  # the next replay overwrites static_out
+
+    return replay
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+@dataclass(frozen=True)
+class _ViewItem:
+    path: str
+    views: torch.Tensor | None  # [V, 3, S, S]
+    size: tuple[int, int]
+    error: str | None
+
+
+@dataclass(frozen=True)
+class _ViewBatch:
+    paths: tuple[str, ...]
+    sizes: tuple[tuple[int, int], ...]
+    views: torch.Tensor | None  # [n·V, 3, S, S]
+    error: str | None
+
+    def pin_memory(self) -> _ViewBatch:
+        """Called by the DataLoader's pinning thread (``pin_memory=True``)."""
+        return self if self.views is None else dataclasses.replace(self, views=self.views.pin_memory())
+
+
+class _ViewDataset(torch.utils.data.Dataset):
+    """File → views [V, 3, S, S]; a file that cannot be decoded becomes an error item, not a worker crash."""
+
+    def __init__(self, paths: list[str], policy: ViewPolicy, dtype: torch.dtype):
+        self.paths, self.policy, self.dtype = paths, policy, dtype
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> _ViewItem:
+        path = self.paths[index]
+        try:
+            image = pil_to_tensor(open_rgb(path))  # [3, H, W] uint8
+        except (OSError, ValueError, Image.DecompressionBombError) as e:
+            return _ViewItem(path, None, (0, 0), f"{path}: cannot decode image ({type(e).__name__}: {e}).")
+        views = build_views([image], self.policy).to(self.dtype)
+        return _ViewItem(path, views, (int(image.shape[2]), int(image.shape[1])), None)
+
+
+def _collate(items: list[_ViewItem]) -> _ViewBatch:
+    paths = tuple(it.path for it in items)
+    sizes = tuple(it.size for it in items)
+    error = next((it.error for it in items if it.error), None)
+    views = None if error else torch.cat([it.views for it in items])
+    return _ViewBatch(paths, sizes, views, error)
+
+
+def _to_host(batch: _ViewBatch, output: Stage1Output) -> FileBatch:
+    host = Stage1Output(*(t.cpu() for t in (output.view_logits, output.image_logits, output.features)))
+    return FileBatch(paths=batch.paths, sizes=batch.sizes, output=host)
