@@ -64,6 +64,8 @@ def print_run(s: IngestSummary) -> None:
         f"[bold]{s.source}[/] from {s.path}: {s.records} records → {s.added} added, {s.updated} updated, "
         f"{s.unchanged} unchanged, {len(s.rejects)} rejected; leaks +{s.leaks_tagged}/-{s.leaks_cleared}"
     )
+    if s.restored:
+        console.print(f"  restored {s.restored} missing media files under the media store (same bytes as the source)")
     if s.conversions:
         console.print("  converted: " + ", ".join(f"{k} {v}" for k, v in sorted(s.conversions.items())))
     for warning in s.warnings:

@@ -161,6 +161,7 @@ class IngestSummary:
     added: int = 0
     updated: int = 0
     unchanged: int = 0
+    restored: int = 0  # existing samples whose media file was missing and was written again
     rejects: list[Reject] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     disagreements: list[Disagreement] = field(default_factory=list)
@@ -342,7 +343,7 @@ def _write_batch(
                 index.by_hash[h] = sample_id
     if new:
         raise InputError("Could not insert images after 3 attempts: another import keeps writing the same images.")
-    _update_existing(dataset, existing, config, summary)
+    _update_existing(dataset, existing, media, config, summary)
 
 
 def _insert_new(
@@ -379,16 +380,21 @@ def _insert_new(
 
 
 def _update_existing(
-    dataset: fo.Dataset, existing: dict[str, list[Incoming]], config: IngestConfig, summary: IngestSummary
+    dataset: fo.Dataset, existing: dict[str, list[Incoming]], media: MediaStore, config: IngestConfig, summary: IngestSummary
 ) -> None:
     if not existing:
         return
-    current = store.read_states(dataset, list(existing), [*MANAGED_FIELDS, "filepath"])
+    current = store.read_states(dataset, list(existing), [*MANAGED_FIELDS, "filepath", "content_hash"])
     changes: dict[str, dict[str, Any]] = {}
     for sample_id, items in existing.items():
         state = current.get(sample_id)
         if state is None:  # deleted meanwhile; the next run adds it again
             continue
+        restored = _restore_media(state, items, media)
+        if restored is not None:
+            summary.restored += 1
+            if restored != state.get("filepath"):
+                changes.setdefault(sample_id, {})["filepath"] = restored
         result = merge(state, items, slice_config=config.slices)
         if result.disagreement:
             human, rule = result.disagreement
@@ -396,11 +402,24 @@ def _update_existing(
                 Disagreement(sample_id, state.get("filepath"), human, rule, tuple(result.state["sources"]))
             )
         if result.changes:
-            changes[sample_id] = result.changes
+            changes.setdefault(sample_id, {}).update(result.changes)
             summary.updated += 1
         else:
             summary.unchanged += 1
     store.write_changes(dataset, changes)
+
+
+def _restore_media(state: dict[str, Any], items: list[Incoming], media: MediaStore) -> str | None:
+    """Write a known sample's image again when its file is gone (a wiped or moved media store).
+
+    Only from the same bytes (the incoming image's hash equals the sample's ``content_hash``); returns
+    the file's path, or None when nothing was missing or no incoming copy is byte-identical.
+    """
+    filepath = state.get("filepath")
+    if filepath and Path(filepath).is_file():
+        return None
+    same = next((item.image for item in items if item.image.sha256 == state.get("content_hash")), None)
+    return None if same is None else str(media.put(same))
 
 
 def retag_leaks(dataset: fo.Dataset, *, max_distance: int) -> tuple[int, int]:

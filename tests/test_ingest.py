@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import shutil
 from collections import defaultdict
+from pathlib import Path
 
 import pytest
 from _ingest_fixtures import (
@@ -66,6 +68,28 @@ def test_natix_splits_by_sequence_and_rerun_changes_nothing(dataset, settings, n
     again = run(dataset, settings, "natix", natix_dir)
     assert (again.added, again.updated, again.unchanged, again.changed) == (0, 0, 76, 0)
     assert snapshot(dataset) == before and sorted(settings.media_root.rglob("*.jpg")) == media_files
+
+
+def test_rerun_restores_media_files_that_went_missing(dataset, settings, natix_dir):
+    """A wiped media store (or a new machine with the old database) is repaired by re-importing."""
+    run(dataset, settings, "natix", natix_dir)
+    files = sorted(settings.media_root.rglob("*.jpg"))
+    gone = files[:5]
+    contents = {f: f.read_bytes() for f in gone}
+    for f in gone:
+        f.unlink()
+    again = run(dataset, settings, "natix", natix_dir)
+    assert (again.added, again.updated, again.restored) == (0, 0, 5)
+    assert all(f.read_bytes() == contents[f] for f in gone)
+    assert run(dataset, settings, "natix", natix_dir).restored == 0  # nothing missing any more
+
+    # The old media store is gone and the settings name a new home: the samples point at the new copies.
+    shutil.rmtree(settings.media_root)
+    moved = settings.replace(home=settings.home.parent / "home_moved")
+    third = run(dataset, moved, "natix", natix_dir)
+    assert third.restored == len(files)
+    assert all(p.startswith(str(moved.media_root)) for p in dataset.values("filepath"))
+    assert all(Path(p).is_file() for p in dataset.values("filepath"))
 
 
 def test_interrupted_import_resumes(dataset, settings, natix_dir, monkeypatch):
