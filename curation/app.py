@@ -154,17 +154,21 @@ class ManagedProcess:
     def returncode(self) -> int | None:
         return self._proc.poll() if self._proc else None
 
-    def stop(self, timeout: float = 15.0) -> int | None:
+    def terminate(self) -> None:
+        """Ask the child to stop (SIGTERM) without waiting; :meth:`stop` waits."""
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.terminate()
+
+    def stop(self, timeout: float = 10.0) -> int | None:
         """Ask the child to stop (SIGTERM), kill it after ``timeout`` seconds; returns its exit code."""
         if self._proc is None:
             return None
-        if self._proc.poll() is None:
-            self._proc.terminate()
-            try:
-                self._proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait(timeout=timeout)
+        self.terminate()
+        try:
+            self._proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.wait()
         if self._log:
             self._log.close()
             self._log = None
@@ -311,10 +315,17 @@ def serve(settings: Settings, with_worker: bool = True, console: Console | None 
     except KeyboardInterrupt:
         console.print("Stopping ...")
     finally:
-        if worker:
-            worker.stop()
-        server.stop()
+        stop_all([p for p in (worker, server) if p is not None])
     console.print("Stopped.")
+
+
+def stop_all(processes: Sequence[ManagedProcess], timeout: float = 10.0) -> None:
+    """SIGTERM every child at once, then wait (killing after ``timeout``): stopping costs the
+    slowest child's shutdown, not the sum, so Ctrl-C returns promptly on a loaded machine."""
+    for process in processes:
+        process.terminate()
+    for process in processes:
+        process.stop(timeout=timeout)
 
 
 def run_queued(*, limit: int | None = None, log: bool = True) -> list[Any]:

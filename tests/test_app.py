@@ -159,7 +159,11 @@ def test_curation_app_serves_and_stops_server_and_worker_on_ctrl_c(settings, dat
             assert app_version("127.0.0.1", port)
             worker_pid = int(re.search(r"worker running \(pid (\d+)\)", text).group(1))
             proc.send_signal(signal.SIGINT)
-            assert proc.wait(timeout=60) == 0, log.read_text()
+            try:
+                code = proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                pytest.fail(f"`curation app` did not stop within 60 s of Ctrl-C; its output:\n{log.read_text()}")
+            assert code == 0, log.read_text()
         finally:
             if proc.poll() is None:
                 proc.kill()
