@@ -39,6 +39,7 @@ Usage:
     python bench/active_learning.py --pool-mix validator   # the pool drawn like val/test
     python bench/active_learning.py --no-gate              # mining without the failure-risk term
     python bench/active_learning.py --seeds 2 --rounds 2 --backbone-train 200  # a quick smoke run
+    python bench/active_learning.py --backbone /models/dinov3-vits16   # frozen pretrained DINOv3 weights
 """
 
 from __future__ import annotations
@@ -63,7 +64,9 @@ from curation.demo.scene import NEGATIVE_KINDS, render_scene, sample_spec, view 
 from curation.demo.sequences import encode_jpeg, pick_kind  # noqa: E402
 from curation.mining import MiningConfig, hardness_scores  # noqa: E402
 from curation.stage1.cache import CacheSpec, FeatureCache, cache_features  # noqa: E402
-from curation.stage1.demo_training import demo_stage1_config, train_demo_model  # noqa: E402
+from curation.stage1.demo_training import train_demo_model  # noqa: E402
+from curation.stage1.model import Stage1Config  # noqa: E402
+from curation.stage1.views import ViewPolicy  # noqa: E402
 from curation.stage1.features import feature_names, gate_features  # noqa: E402
 from curation.stage1.gate import fit_gate  # noqa: E402
 from curation.stage1.hardness import diverse_select  # noqa: E402
@@ -76,6 +79,10 @@ STRATEGIES = ("random", "uncertainty", "mining")
 
 def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--backbone", default="tiny-demo",
+                    help="tiny-demo (trained here from scratch on --backbone-train queries), or pretrained DINOv3 weights: "
+                         "a local directory, a Hub id or a preset name (models/presets), used frozen at --view-size")
+    ap.add_argument("--view-size", type=int, default=224, help="global-view side for a pretrained --backbone")
     ap.add_argument("--backbone-train", type=int, default=1500, help="labelled queries that train the frozen backbone")
     ap.add_argument("--backbone-epochs", type=int, default=8)
     ap.add_argument("--pool", type=int, default=1500)
@@ -131,9 +138,9 @@ def stream_pool(root: Path, n: int, positive: float, hard: float, seed: int = 0)
     return [r[0] for r in rows], np.array([r[1] for r in rows]), [r[2] for r in rows], np.array([r[3] for r in rows])
 
 
-def fit_head(backbone, feats: torch.Tensor, labels: np.ndarray, *, seed: int, args) -> Stage1Model:
+def fit_head(config: Stage1Config, backbone, feats: torch.Tensor, labels: np.ndarray, *, seed: int, args) -> Stage1Model:
     """A fresh head on the frozen backbone, trained on the labelled features [n, V, 2D]."""
-    model = Stage1Model.build(demo_stage1_config(), backbone=backbone, seed=seed)
+    model = Stage1Model.build(config, backbone=backbone, seed=seed)
     config = TrainConfig(
         mode="head", epochs=args.head_epochs, batch_size=32, lr=args.head_lr, weight_decay=0.01,
         class_weights="balanced", schedule="cosine", seed=seed,
@@ -195,7 +202,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     began = time.perf_counter()
     work = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="active_learning_"))
-    n_bb, n_pool, n_val, n_test = args.backbone_train, args.pool, args.val, args.test
+    pretrained = args.backbone != "tiny-demo"
+    n_bb, n_pool, n_val, n_test = 0 if pretrained else args.backbone_train, args.pool, args.val, args.test
     stream = args.pool_mix == "stream"
     images, labels, hashes = load_corpus(work / "demo", n_bb + n_val + n_test + (0 if stream else n_pool))
     bb, val, test, pool = np.split(np.arange(len(labels)), np.cumsum([n_bb, n_val, n_test]))
@@ -208,15 +216,18 @@ def main() -> None:
     y_val, y_test = labels[val], labels[test]  # y_pool is read only for labelled picks
     print(f"corpus ({time.perf_counter() - began:.0f} s): pool = {args.pool_mix} mix, {n_pool} images, positive share "
           f"{y_pool.mean():.2f}" + (f", look-alikes {look_alike.mean():.2f}" if stream else "")
-          + f"; val {y_val.mean():.2f} and test {y_test.mean():.2f} positive (validator mix); backbone {labels[bb].mean():.2f}")
+          + f"; val {y_val.mean():.2f} and test {y_test.mean():.2f} positive (validator mix)")
 
     t = time.perf_counter()
-    model, _ = train_demo_model([images[i] for i in bb], labels[bb].tolist(), [hashes[i] for i in bb],
-                                seed=0, epochs=args.backbone_epochs)
-    backbone = model.backbone.eval()
-    for param in backbone.parameters():
-        param.requires_grad_(False)
-    print(f"backbone: tiny-demo trained on {n_bb} separate queries, {args.backbone_epochs} epochs ({time.perf_counter() - t:.0f} s), then frozen")
+    if pretrained:  # real weights (or a random preset, said as such): loaded, never trained here
+        model = Stage1Model.build(Stage1Config(backbone=args.backbone, views=ViewPolicy(grid=0, size=args.view_size), aggregator="max"))
+        random = " RANDOM WEIGHTS: a smoke test, not evidence" if args.backbone == "tiny-random" else ""
+        print(f"backbone: {args.backbone} loaded ({time.perf_counter() - t:.0f} s), frozen, global view at {args.view_size} px{random}")
+    else:
+        model, _ = train_demo_model([images[i] for i in bb], labels[bb].tolist(), [hashes[i] for i in bb],
+                                    seed=0, epochs=args.backbone_epochs)
+        print(f"backbone: tiny-demo trained on {n_bb} separate queries, {args.backbone_epochs} epochs ({time.perf_counter() - t:.0f} s), then frozen")
+    backbone = model.backbone.eval().requires_grad_(False)
 
     t = time.perf_counter()
     cache = FeatureCache(work / "cache", CacheSpec.for_model(model, validator_level=0))
@@ -227,7 +238,7 @@ def main() -> None:
     pool_emb = pool_feats[:, 0, : model.hidden_size].float().numpy().astype(np.float64)  # global-view CLS (stage1_embedding)
     print(f"features: {len(paths)} level-0 queries cached ({time.perf_counter() - t:.0f} s)")
 
-    full = fit_head(backbone, pool_feats, y_pool, seed=0, args=args)  # reference only: every pool label
+    full = fit_head(model.config, backbone, pool_feats, y_pool, seed=0, args=args)  # reference only: every pool label
     ceiling = mcc(y_test, (probs(full, test_feats) >= best_threshold(y_val, probs(full, val_feats))).astype(int))
     print(f"reference: head on all {n_pool} pool labels -> test MCC {ceiling:.3f}")
 
@@ -243,7 +254,7 @@ def main() -> None:
             rng = np.random.default_rng(2000 + seed)
             labeled = start.copy()
             for r in range(rounds + 1):
-                head = fit_head(backbone, pool_feats[labeled], y_pool[labeled], seed=seed, args=args)
+                head = fit_head(model.config, backbone, pool_feats[labeled], y_pool[labeled], seed=seed, args=args)
                 p_val = probs(head, val_feats)
                 threshold = best_threshold(y_val, p_val)
                 curves[strategy][seed, r] = mcc(y_test, (probs(head, test_feats) >= threshold).astype(int))
