@@ -228,6 +228,7 @@ def main() -> None:
                                     seed=0, epochs=args.backbone_epochs)
         print(f"backbone: tiny-demo trained on {n_bb} separate queries, {args.backbone_epochs} epochs ({time.perf_counter() - t:.0f} s), then frozen")
     backbone = model.backbone.eval().requires_grad_(False)
+    head_config = model.config.replace(trained=False)  # each round's head starts fresh on this backbone
 
     t = time.perf_counter()
     cache = FeatureCache(work / "cache", CacheSpec.for_model(model, validator_level=0))
@@ -238,7 +239,7 @@ def main() -> None:
     pool_emb = pool_feats[:, 0, : model.hidden_size].float().numpy().astype(np.float64)  # global-view CLS (stage1_embedding)
     print(f"features: {len(paths)} level-0 queries cached ({time.perf_counter() - t:.0f} s)")
 
-    full = fit_head(model.config, backbone, pool_feats, y_pool, seed=0, args=args)  # reference only: every pool label
+    full = fit_head(head_config, backbone, pool_feats, y_pool, seed=0, args=args)  # reference only: every pool label
     ceiling = mcc(y_test, (probs(full, test_feats) >= best_threshold(y_val, probs(full, val_feats))).astype(int))
     print(f"reference: head on all {n_pool} pool labels -> test MCC {ceiling:.3f}")
 
@@ -254,7 +255,7 @@ def main() -> None:
             rng = np.random.default_rng(2000 + seed)
             labeled = start.copy()
             for r in range(rounds + 1):
-                head = fit_head(model.config, backbone, pool_feats[labeled], y_pool[labeled], seed=seed, args=args)
+                head = fit_head(head_config, backbone, pool_feats[labeled], y_pool[labeled], seed=seed, args=args)
                 p_val = probs(head, val_feats)
                 threshold = best_threshold(y_val, p_val)
                 curves[strategy][seed, r] = mcc(y_test, (probs(head, test_feats) >= threshold).astype(int))
