@@ -292,6 +292,7 @@ def serve(settings: Settings, with_worker: bool = True, console: Console | None 
             "machine can browse and edit the dataset (FiftyOne has no login)."
         )
     console.print(f"Starting the FiftyOne App on {server.url} (plugins: {env['FIFTYONE_PLUGINS_DIR']}) ...")
+    previous = _stop_on_signals()
     try:
         server.start()
         if worker:
@@ -316,7 +317,28 @@ def serve(settings: Settings, with_worker: bool = True, console: Console | None 
         console.print("Stopping ...")
     finally:
         stop_all([p for p in (worker, server) if p is not None])
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
     console.print("Stopped.")
+
+
+def _raise_interrupt(signum: int, frame: Any) -> None:  # noqa: ARG001 - signal handler signature
+    raise KeyboardInterrupt
+
+
+def _stop_on_signals() -> dict[int, Any]:
+    """Ctrl-C and SIGTERM both stop the App and its children; returns the handlers replaced.
+
+    SIGINT is re-armed explicitly: a process started from a script's background job inherits
+    SIGINT ignored, and "Press Ctrl-C to stop" would then be a lie. SIGTERM (systemd, docker stop)
+    would otherwise kill this process alone and orphan the server child.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    return {
+        signal.SIGINT: signal.signal(signal.SIGINT, signal.default_int_handler),
+        signal.SIGTERM: signal.signal(signal.SIGTERM, _raise_interrupt),
+    }
 
 
 def stop_all(processes: Sequence[ManagedProcess], timeout: float = 10.0) -> None:

@@ -139,7 +139,10 @@ def test_app_server_refuses_a_busy_port(settings):
             AppServer("127.0.0.1", port, child_env(settings)).start()
 
 
-def test_curation_app_serves_and_stops_server_and_worker_on_ctrl_c(settings, dataset, tmp_path):
+@pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM], ids=["ctrl_c", "sigterm"])
+def test_curation_app_stops_server_and_worker_on_ctrl_c_or_sigterm(settings, dataset, tmp_path, stop_signal):
+    """Ctrl-C and SIGTERM stop the App, its server and its worker, even when SIGINT was inherited
+    ignored (a background job of a script): the child starts with SIGINT ignored on purpose."""
     from curation.app import free_port
 
     port = free_port()
@@ -151,6 +154,7 @@ def test_curation_app_serves_and_stops_server_and_worker_on_ctrl_c(settings, dat
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
         )
         try:
             _wait(lambda: "Press Ctrl-C" in log.read_text(), timeout=120, what=f"`curation app` to start ({log})")
@@ -158,11 +162,11 @@ def test_curation_app_serves_and_stops_server_and_worker_on_ctrl_c(settings, dat
             assert f"http://127.0.0.1:{port}/datasets/{dataset.name}" in text
             assert app_version("127.0.0.1", port)
             worker_pid = int(re.search(r"worker running \(pid (\d+)\)", text).group(1))
-            proc.send_signal(signal.SIGINT)
+            proc.send_signal(stop_signal)
             try:
                 code = proc.wait(timeout=60)
             except subprocess.TimeoutExpired:
-                pytest.fail(f"`curation app` did not stop within 60 s of Ctrl-C; its output:\n{log.read_text()}")
+                pytest.fail(f"`curation app` did not stop within 60 s of {stop_signal.name}; its output:\n{log.read_text()}")
             assert code == 0, log.read_text()
         finally:
             if proc.poll() is None:
