@@ -315,7 +315,7 @@ def cache_features(
         model: the :class:`~curation.stage1.model.Stage1Model` whose backbone the cache spec names.
         cache: the cache to read and fill.
     """
-    from curation.stage1.train import _load_image
+    from curation.stage1.train import load_training_image
 
     if len(images) != len(content_hashes):
         raise InputError(f"{len(images)} images but {len(content_hashes)} content hashes.")
@@ -335,7 +335,7 @@ def cache_features(
             wanted = [k for k in row if k in todo]
             if not wanted:
                 continue
-            image = _load_image(images[i])
+            image = load_training_image(images[i])
             for key in wanted:
                 todo.discard(key)
                 pending.append((key, _query_tensor(image, key[1], cache.spec)))

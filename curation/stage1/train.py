@@ -473,7 +473,8 @@ def _prepare_backbone(model, config: TrainConfig) -> None:
     model.backbone = get_peft_model(backbone, lora)
 
 
-def _load_image(item):
+def load_training_image(item: Any) -> Any:
+    """A PIL image as is, or a path opened upright RGB; an unreadable file is an error naming it."""
     from curation.media import open_rgb
 
     if isinstance(item, (str, Path)):
@@ -517,7 +518,7 @@ def train_finetune(
         raise ConfigError(f"`train_finetune` trains modes `lora` and `partial`; got `{config.mode}`. Use `train_head`.")
     labels = _check_labels(labels, len(images))
     if content_hashes is None:
-        content_hashes = [image_content_hash(_load_image(im)) for im in images]
+        content_hashes = [image_content_hash(load_training_image(im)) for im in images]
     if len(content_hashes) != len(images):
         raise InputError(f"{len(images)} images but {len(content_hashes)} content hashes.")
     fingerprint = data_fingerprint(list(content_hashes), labels.tolist())
@@ -547,7 +548,7 @@ def train_finetune(
             if (i, m) in memo:
                 return memo[(i, m)]
             seed = augmentation_seed(content_hashes[i], m, config.seed)
-            tensor = pil_to_tensor(validator_query(_load_image(images[i]), seed, config.validator_level))
+            tensor = pil_to_tensor(validator_query(load_training_image(images[i]), seed, config.validator_level))
             if len(memo) < memo_limit:
                 memo[(i, m)] = tensor
             return tensor
