@@ -240,6 +240,7 @@ def slice_rows(scores: QueryScores, decided: np.ndarray) -> dict[str, dict[str, 
         negatives = int((y == 0).sum())
         rows[name] = {
             "n": int(mask.sum()),
+            "positives": int(y.sum()),
             "mcc": metrics.mcc(y, d),
             "accuracy": metrics.accuracy(y, d),
             "fpr": float(((d == 1) & (y == 0)).sum() / negatives) if negatives else None,
@@ -247,29 +248,50 @@ def slice_rows(scores: QueryScores, decided: np.ndarray) -> dict[str, dict[str, 
     return rows
 
 
+def slice_score(row: dict[str, Any]) -> tuple[str, float | None]:
+    """The metric a slice is judged on: MCC where it holds both classes, accuracy where it holds one.
+
+    ``orange_distractor`` holds only negatives by definition, where MCC is 0 whatever the model
+    does; its accuracy is 1 − FPR, the number hard negatives are meant to move.
+    """
+    positives = row.get("positives")
+    if positives is not None and row["n"] and positives in (0, row["n"]):
+        return "accuracy", row["accuracy"]
+    return "mcc", row["mcc"]
+
+
 def decide_promotion(
     challenger: dict[str, dict[str, Any]], champion: dict[str, dict[str, Any]] | None, interval: tuple[float, float, float] | None, rule: PromotionRule
 ) -> tuple[bool, list[str]]:
-    """Pure: the promotion rule on per-slice rows of calib (see :class:`PromotionRule`)."""
+    """Pure: the promotion rule on per-slice rows of calib (see :class:`PromotionRule`); slices are
+    compared on :func:`slice_score`."""
     if champion is None:
         return True, ["no champion yet: the first trained model becomes champion"]
     diff, lo, hi = interval or (0.0, 0.0, 0.0)
     reasons = [f"calib MCC change {diff:+.3f} ({rule.confidence:.0%} interval [{lo:+.3f}, {hi:+.3f}])"]
+
+    def change(name: str) -> str:
+        metric, before = slice_score(champion[name])
+        return f"{name} ({metric} {before:.3f} → {slice_score(challenger[name])[1]:.3f})"
+
+    def comparable(name: str) -> bool:
+        return challenger[name]["n"] >= rule.min_slice_n and slice_score(champion[name])[1] is not None
+
     regressions = [
-        name for name, row in challenger.items()
-        if name != "overall" and row["n"] >= rule.min_slice_n and champion[name]["mcc"] is not None
-        and row["mcc"] < champion[name]["mcc"] - rule.max_slice_regression
+        name for name in challenger
+        if name != "overall" and comparable(name)
+        and slice_score(challenger[name])[1] < slice_score(champion[name])[1] - rule.max_slice_regression
     ]
     if regressions:
-        return False, reasons + [f"slice regression beyond {rule.max_slice_regression}: {', '.join(regressions)}"]
+        return False, reasons + [f"slice regression beyond {rule.max_slice_regression}: {', '.join(map(change, regressions))}"]
     if lo > 0:
         return True, reasons + ["MCC improves beyond its confidence interval"]
     improved = [
         name for name in rule.targeted_slices
-        if challenger[name]["n"] >= rule.min_slice_n and champion[name]["mcc"] is not None and challenger[name]["mcc"] > champion[name]["mcc"]
+        if comparable(name) and slice_score(challenger[name])[1] > slice_score(champion[name])[1]
     ]
     if diff >= -rule.tolerance and improved:
-        return True, reasons + [f"MCC within tolerance {rule.tolerance} and targeted slice(s) improved: {', '.join(improved)}"]
+        return True, reasons + [f"MCC within tolerance {rule.tolerance} and targeted slice(s) improved: {', '.join(map(change, improved))}"]
     return False, reasons + ["no significant calib MCC gain and no targeted slice gain within tolerance"]
 
 

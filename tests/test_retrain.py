@@ -84,6 +84,22 @@ def test_promote_refuse_resume_force_and_restore(settings, loaded, monkeypatch):
     assert [r["version"] for r in runs] == ["0.3.0", "0.2.0", "0.1.0"] and runs[0]["force"] is True
 
 
+def test_single_class_slices_are_judged_on_accuracy():
+    """orange_distractor holds only negatives: MCC is 0 for every model, so 1 − FPR decides."""
+    rule = PromotionRule(min_slice_n=10, max_slice_regression=0.05, targeted_slices=("orange_distractor",))
+
+    def rows(overall, orange_fpr):
+        return {"overall": {"n": 200, "positives": 100, "mcc": overall, "accuracy": 0.7},
+                "orange_distractor": {"n": 11, "positives": 0, "mcc": 0.0, "accuracy": 1.0 - orange_fpr}}
+
+    # FPR 0.909 → 0.455 with calib MCC flat: the targeted slice justifies promotion.
+    ok, why = decide_promotion(rows(0.18, 0.455), rows(0.18, 0.909), (0.0, -0.07, 0.07), rule)
+    assert ok and "orange_distractor (accuracy 0.091 → 0.545)" in why[-1]
+    # The same slice getting worse by more than the margin blocks even a significant MCC gain.
+    ok, why = decide_promotion(rows(0.30, 0.909), rows(0.18, 0.455), (0.12, 0.02, 0.2), rule)
+    assert not ok and "orange_distractor (accuracy 0.545 → 0.091)" in why[-1]
+
+
 def test_promotion_rule_blocks_slice_regressions():
     rule = PromotionRule(min_slice_n=10, max_slice_regression=0.05, targeted_slices=("orange_distractor",))
 
