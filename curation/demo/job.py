@@ -29,10 +29,14 @@ class DemoConfig:
     """Sizes of the demo run; the defaults finish in a few minutes on 2 CPU cores."""
 
     corpus: CorpusSpec = field(
-        default_factory=lambda: CorpusSpec(n_natix_train=500, n_natix_test=120, n_roadwork=80, n_roboflow=30, n_queries=60)
-    )
-    mining_quota: int = 40
+        default_factory=lambda: CorpusSpec(
+            n_natix_train=1500, natix_train_positive=0.5, n_natix_test=200, n_roadwork=80, n_roboflow=30,
+            n_queries=300, query_positive=0.15, query_look_alike=0.3,
+        )
+    )  # ~1,200 training images: the tiny model learns something (500 left it at chance); the query log is a dashcam-like pool
+    mining_quota: int = 60
     min_hardness: float = 0.5
+    orange_queue: int = 60
     synth_images: int = 4
 
 
@@ -106,6 +110,7 @@ def _loop_steps(settings: Settings, dataset: Any, corpus_dir: Path, config: Demo
     from curation.demo.labeler import label_like_a_person
     from curation.evaluate import evaluate_predictions
     from curation.gating import fit_and_apply_gate
+    from curation.labeling import orange_candidates
     from curation.mining import MiningConfig, mine
     from curation.predict import predict_collection
     from curation.retrain import run_retrain
@@ -148,9 +153,15 @@ def _loop_steps(settings: Settings, dataset: Any, corpus_dir: Path, config: Demo
         return report
 
     def label() -> Any:
-        result = label_like_a_person(dataset.match_tags(f"hard:{DEMO_DAY.isoformat()}"), corpus_dir / "truth.csv")
-        console.print(f"scripted labeler (reads truth.csv; not a person): {result}")
-        return result
+        truth = corpus_dir / "truth.csv"
+        mined = label_like_a_person(dataset.match_tags(f"hard:{DEMO_DAY.isoformat()}"), truth)
+        console.print(f"scripted labeler (reads truth.csv; not a person) on the mined batch: {mined}")
+        queue_tag = f"orange_queue:{DEMO_DAY.isoformat()}"
+        if not dataset.match_tags(queue_tag).count():  # the day's queue is fixed once, so a re-run labels the same samples
+            dataset.select(orange_candidates(dataset).limit(config.orange_queue).values("id")).tag_samples(queue_tag)
+        orange = label_like_a_person(dataset.match_tags(queue_tag), truth)
+        console.print(f"... and on the top {config.orange_queue} of the orange queue (labels/orange_candidates): {orange}")
+        return {"mined": mined, "orange_queue": orange}
 
     def synth() -> Any:
         job = SynthJob(mode="text2img", count=config.synth_images, seed=0, steps=2, width=64, height=64, batch_size=config.synth_images)

@@ -45,19 +45,22 @@ def label_like_a_person(collection: foc.SampleCollection, truth_csv: Path) -> Sc
     the corpus gave none); missed positives become roadwork.
     """
     truth = load_truth(truth_csv)
-    ids, hashes, labels = collection.values(["id", "content_hash", "ground_truth.label"])
+    ids, hashes, labels, origins, categories = collection.values(
+        ["id", "content_hash", "ground_truth.label", "label_origin", "hn_category"]
+    )
     hard: dict[str, list[str]] = {}
     positives, unchanged, unknown = [], 0, 0
-    for sample_id, digest, label in zip(ids, hashes, labels, strict=True):
+    for sample_id, digest, label, origin, current in zip(ids, hashes, labels, origins, categories, strict=True):
         if digest not in truth.index:
             unknown += 1
             continue
         row = truth.loc[digest]
         is_roadwork = int(row["is_roadwork"]) == 1
+        category = row["hn_category"] if row["hn_category"] in schema.HN_CATEGORIES else "other"
+        answered = origin == schema.LABEL_ORIGIN_HUMAN  # already answered this way: a re-run changes nothing
         if is_roadwork and label != schema.Label.ROADWORK:
             positives.append(sample_id)
-        elif not is_roadwork and (label != schema.Label.NO_ROADWORK or row["hn_category"]):
-            category = row["hn_category"] if row["hn_category"] in schema.HN_CATEGORIES else "other"
+        elif not is_roadwork and (label != schema.Label.NO_ROADWORK or (row["hn_category"] and not (answered and current == category))):
             hard.setdefault(category, []).append(sample_id)
         else:
             unchanged += 1
