@@ -68,8 +68,16 @@ class PredictReport:
 
 
 def validator_seed(key: str, seed: int) -> int:
-    """Deterministic per-image query seed, so two models are scored on identical queries."""
+    """Deterministic per-image query seed, so two models are scored on identical queries.
+
+    ``key`` is the image's content hash (:func:`query_key`): the same image gets the same query in
+    any database, so evaluations repeat across re-imports and machines (sample ids do not)."""
     return int.from_bytes(hashlib.sha256(f"{key}:{seed}".encode()).digest()[:4], "big")
+
+
+def query_key(sample_id: str, content_hash: str | None) -> str:
+    """The :func:`validator_seed` key of a sample: its content hash, or its id when it has none."""
+    return content_hash or sample_id
 
 
 def to_fields(pred: Stage1Prediction) -> dict[str, Any]:
@@ -151,7 +159,9 @@ def predict_collection(
     dataset = collection._root_dataset
     names = [f"{field_prefix}{name}" for name in PREDICTION_FIELDS]
     ids = shard.select(collection.values("id"))
-    paths = dict(zip(*collection.select(ids).values(["id", "filepath"])))
+    selected = collection.select(ids)
+    paths = dict(zip(*selected.values(["id", "filepath"])))
+    keys = {sid: query_key(sid, h) for sid, h in zip(*selected.values(["id", "content_hash"]))}
     report = PredictReport(model_version=model.config.version, trained=model.config.trained)
 
     columns: dict[str, dict[str, Any]] = {name: {} for name in names}  # staged values not yet written
@@ -166,7 +176,7 @@ def predict_collection(
                     report.skipped.append((paths[sample_id], f"{type(e).__name__}: {e}"))
                     continue
                 if view == "validator":
-                    image = validator_query(image, validator_seed(sample_id, seed))
+                    image = validator_query(image, validator_seed(keys[sample_id], seed))
                 images.append(image)
                 kept.append(sample_id)
             predictions = model.predict(images)

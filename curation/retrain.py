@@ -178,16 +178,18 @@ class QueryScores:
 
 
 def score_queries(model: Stage1Model, view: Any, *, seed: int, batch_size: int = 32) -> QueryScores:
-    """Predict the validator query of every sample (seeded per sample id: identical across models)."""
+    """Predict the validator query of every sample (seeded per image content: identical across models and databases)."""
     from curation.media import open_rgb
-    from curation.predict import validator_seed
+    from curation.predict import query_key, validator_seed
     from curation.stage1.validator_view import validator_query
 
-    ids, paths, labels, slices, groups = view.values(["id", "filepath", "ground_truth.label", "slices", "sequence_group"])
+    ids, paths, labels, slices, groups, hashes = view.values(
+        ["id", "filepath", "ground_truth.label", "slices", "sequence_group", "content_hash"]
+    )
     preds = []
     for start in range(0, len(ids), batch_size):
         chunk = range(start, min(start + batch_size, len(ids)))
-        images = [validator_query(open_rgb(paths[i]), validator_seed(ids[i], seed)) for i in chunk]
+        images = [validator_query(open_rgb(paths[i]), validator_seed(query_key(ids[i], hashes[i]), seed)) for i in chunk]
         preds.extend(model.predict(images))
     names = sorted(preds[0].gate_features) if preds else []
     p = np.array([q.p_roadwork for q in preds])

@@ -118,6 +118,22 @@ def test_validator_view_is_deterministic_and_separate(dataset, tmp_path, model):
     assert dataset.exists("stage1").count() == 0
 
 
+def test_validator_queries_follow_the_image_not_the_sample_id(dataset, settings, tmp_path, model):
+    """Same image bytes ⇒ same validator query in any database; a different image ⇒ a different query."""
+    path = str(_images(tmp_path, 1)[0])
+    dataset.add_samples([fo.Sample(filepath=path, content_hash="h1") for _ in range(2)])  # two ids, one content
+    other = store.open_dataset(settings.replace(dataset_name=settings.dataset_name + "_b"))
+    try:
+        other.add_samples([fo.Sample(filepath=path, content_hash="h1"), fo.Sample(filepath=path, content_hash="h9")])
+        for ds in (dataset, other):
+            predict_collection(ds, model, view="validator", progress=False)
+        here, there = dataset.values("stage1.p_roadwork"), other.values("stage1.p_roadwork")
+        assert here[0] == here[1] == there[0]  # ids differ, content hash h1 is shared
+        assert there[1] != there[0]  # same pixels, other hash: another query
+    finally:
+        other.delete()
+
+
 @pytest.mark.parametrize("text", ["1/1", "a/b", "2", "-1/3"])
 def test_bad_shard_is_explained(text):
     with pytest.raises(InputError, match="shard"):
