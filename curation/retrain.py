@@ -12,6 +12,7 @@ import dataclasses
 import json
 import shutil
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -305,6 +306,23 @@ def _git_commit() -> str | None:
     return out.stdout.strip() or None
 
 
+def _with_media(view: Any, purpose: str, say: Callable[..., None]) -> Any:
+    """``view`` without samples whose image file is gone, said with an example and the fix.
+
+    A database can outlive its media store (a deleted checkout, a wiped disk); one missing file
+    should not stop a retrain, and re-importing the source restores what it still has.
+    """
+    ids, paths = view.values(["id", "filepath"])
+    missing = [(i, p) for i, p in zip(ids, paths, strict=True) if not p or not Path(p).is_file()]
+    if not missing:
+        return view
+    say(
+        f"[yellow]warning:[/] {len(missing)} {purpose} samples have no image file (e.g. {missing[0][1]}); "
+        "left out. Re-import their source (`curation ingest ...`) to restore them."
+    )
+    return view.exclude([i for i, _ in missing])
+
+
 def next_version(settings: Settings) -> str:
     current = max(registry.list_versions(settings) or ["0.0.0"], key=registry.semver)
     major, minor, _ = (int(p) for p in current.split("."))
@@ -327,7 +345,7 @@ def run_retrain(settings: Settings, config: RetrainConfig, *, run_name: str | No
 
     if not state.done("snapshot"):
         state.mark("snapshot", snapshot_labels(dataset, run_dir / "snapshot", config=config))
-    view = store.training_view(dataset)
+    view = _with_media(store.training_view(dataset), "training", say)
     counts = state.done("training_set") or registry.jsonable(training_counts(view))
     state.mark("training_set", counts)
     say(f"training set: {counts['n']} samples, {counts['hard_negatives']} hard negatives, by label {counts['by_label']}")
@@ -340,7 +358,12 @@ def run_retrain(settings: Settings, config: RetrainConfig, *, run_name: str | No
         model.save(model_dir, include_backbone=True)  # the cache and head belong to exactly these backbone weights
         state.mark("train", {"version": version})
 
-    clean = dataset.match_tags(schema.TAG_LABEL_CONFLICT, bool=False).exists("ground_truth")
+    scored_splits = [schema.Split.VAL, schema.Split.CALIB, schema.Split.VAL_SYNTHETIC]
+    clean = _with_media(
+        dataset.match_tags(schema.TAG_LABEL_CONFLICT, bool=False).exists("ground_truth").match({"split": {"$in": scored_splits}}),
+        "evaluation",
+        say,
+    )
     val = score_queries(model, clean.match({"split": schema.Split.VAL}), seed=config.calib_seed)
     calibration = calibrate_on_val(model, val)
     val = score_queries(model, clean.match({"split": schema.Split.VAL}), seed=config.calib_seed)

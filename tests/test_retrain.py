@@ -84,6 +84,25 @@ def test_promote_refuse_resume_force_and_restore(settings, loaded, monkeypatch):
     assert [r["version"] for r in runs] == ["0.3.0", "0.2.0", "0.1.0"] and runs[0]["force"] is True
 
 
+def test_samples_whose_image_is_gone_are_left_out_and_said(settings, loaded):
+    """A database that outlived its media store: retrain goes on without those samples and says so."""
+    from pathlib import Path
+
+    from rich.console import Console
+
+    train = store.training_view(loaded)
+    n_train = train.count()
+    gone = [train.first().filepath, loaded.match({"split": "calib"}).first().filepath]
+    for path in gone:
+        Path(path).unlink()
+    console = Console(record=True, width=400)
+    result = run_retrain(settings, CONFIG, console=console)
+    text = console.export_text()
+    assert "1 training samples have no image file" in text and "1 evaluation samples have no image file" in text
+    state = json.loads((result.run_dir / "state.json").read_text())
+    assert state["done"]["training_set"]["n"] == n_train - 1
+
+
 def test_single_class_slices_are_judged_on_accuracy():
     """orange_distractor holds only negatives: MCC is 0 for every model, so 1 − FPR decides."""
     rule = PromotionRule(min_slice_n=10, max_slice_regression=0.05, targeted_slices=("orange_distractor",))
