@@ -171,11 +171,23 @@ class QueryScores:
     ids: list[str]
     y: np.ndarray  # [n] 0/1 truth
     logits: np.ndarray  # [n] raw image logits (before temperature)
+    view_logits: np.ndarray  # [n, V] raw view logits (before temperature)
     p: np.ndarray  # [n] calibrated probabilities
     features: np.ndarray  # [n, F] gate features
     feature_names: list[str]
     slices: list[list[str]]
     groups: list[str | None]
+
+    def recalibrated(self, config: Stage1Config) -> QueryScores:
+        """The same answers under ``config``'s temperature and threshold, without a new forward."""
+        from curation.stage1.features import feature_names, gate_features
+
+        t = config.temperature
+        p = 1.0 / (1.0 + np.exp(-self.logits / t))
+        view_probs = 1.0 / (1.0 + np.exp(-self.view_logits / t))
+        table = gate_features(view_probs, p, threshold=config.threshold, top_k=config.top_k, flip=config.views.flip)
+        order = [feature_names(config.views.flip).index(name) for name in self.feature_names]
+        return dataclasses.replace(self, p=p, features=table[:, order])
 
 
 def score_queries(model: Stage1Model, view: Any, *, seed: int, batch_size: int = 32) -> QueryScores:
@@ -198,6 +210,7 @@ def score_queries(model: Stage1Model, view: Any, *, seed: int, batch_size: int =
         ids=list(ids),
         y=np.array([label == schema.Label.ROADWORK for label in labels], dtype=np.int64),
         logits=np.array([q.logits[1] - q.logits[0] for q in preds]) * model.config.temperature,
+        view_logits=np.array([q.view_logits for q in preds]).reshape(len(preds), -1),
         p=p,
         features=np.array([[q.gate_features[n] for n in names] for q in preds]).reshape(len(preds), len(names)),
         feature_names=names,
@@ -366,7 +379,7 @@ def run_retrain(settings: Settings, config: RetrainConfig, *, run_name: str | No
     )
     val = score_queries(model, clean.match({"split": schema.Split.VAL}), seed=config.calib_seed)
     calibration = calibrate_on_val(model, val)
-    val = score_queries(model, clean.match({"split": schema.Split.VAL}), seed=config.calib_seed)
+    val = val.recalibrated(model.config)  # gate features depend on the new temperature and threshold
     calib = score_queries(model, clean.match({"split": schema.Split.CALIB}), seed=config.calib_seed)
     try:
         fitted = fit_gate_arrays(

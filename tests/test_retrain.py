@@ -103,6 +103,37 @@ def test_samples_whose_image_is_gone_are_left_out_and_said(settings, loaded):
     assert state["done"]["training_set"]["n"] == n_train - 1
 
 
+def test_recalibrated_scores_equal_a_second_forward(dataset, tmp_path):
+    """Retrain recalibrates val answers from stored raw logits instead of predicting val again."""
+    import fiftyone as fo
+    import numpy as np
+    from PIL import Image
+
+    from curation.retrain import score_queries
+    from curation.stage1.backbone import tiny_random_backbone
+    from curation.stage1.model import Stage1Config, Stage1Model
+    from curation.stage1.views import ViewPolicy
+
+    rng = np.random.default_rng(0)
+    samples = []
+    for i in range(6):
+        path = tmp_path / f"v{i}.jpg"
+        Image.fromarray(rng.integers(0, 255, (96, 128, 3), dtype=np.uint8)).save(path)
+        samples.append(fo.Sample(filepath=str(path), split="val", content_hash=f"h{i}",
+                                 ground_truth=fo.Classification(label="roadwork" if i % 2 else "no_roadwork")))
+    dataset.add_samples(samples)
+    model = Stage1Model.build(Stage1Config(views=ViewPolicy(grid=2, flip=True, size=32)), backbone=tiny_random_backbone(seed=0))
+    before = score_queries(model, dataset, seed=0)
+    model.set_calibration(threshold=0.37, temperature=1.7)
+    again = score_queries(model, dataset, seed=0)
+    recalibrated = before.recalibrated(model.config)
+    assert recalibrated.feature_names == again.feature_names and "flip_consistency" in again.feature_names
+    # The forward path applies the temperature in float32; recalibration does it in float64.
+    np.testing.assert_allclose(recalibrated.p, again.p, atol=1e-6)
+    np.testing.assert_allclose(recalibrated.features, again.features, atol=1e-6)
+    assert not np.allclose(before.p, again.p)  # the calibration did change the answers
+
+
 def test_single_class_slices_are_judged_on_accuracy():
     """orange_distractor holds only negatives: MCC is 0 for every model, so 1 − FPR decides."""
     rule = PromotionRule(min_slice_n=10, max_slice_regression=0.05, targeted_slices=("orange_distractor",))

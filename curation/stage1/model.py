@@ -155,7 +155,8 @@ class Stage1Prediction:
     label: str
     confidence: float
     logits: tuple[float, float]
-    view_probs: np.ndarray  # [V]
+    view_probs: np.ndarray  # [V] after temperature
+    view_logits: np.ndarray  # [V] before temperature: recalibrating needs no new forward
     view_boxes: np.ndarray  # [V, 4] relative [x, y, w, h]
     evidence_views: tuple[int, ...]
     gate_features: dict[str, float]
@@ -260,6 +261,7 @@ class Stage1Model(nn.Module):
         finally:
             self.train(was_training)
         cfg = self.config
+        raw_view_logits = out.view_logits.double().cpu().numpy()  # [N, V]
         view_probs = torch.sigmoid(out.view_logits / cfg.temperature).double().cpu().numpy()  # [N, V]
         z = (out.image_logits / cfg.temperature).double().cpu()  # [N]
         p = torch.sigmoid(z).numpy()
@@ -278,6 +280,7 @@ class Stage1Model(nn.Module):
                     confidence=float(p[i] if positive else 1.0 - p[i]),
                     logits=(float(log_neg[i]), float(log_pos[i])),
                     view_probs=view_probs[i],
+                    view_logits=raw_view_logits[i],
                     view_boxes=view_boxes(cfg.views, image.width, image.height),
                     evidence_views=tuple(int(v) for v in np.argsort(-view_probs[i], kind="stable")[:evidence]),
                     gate_features=gate_feature_dict(gates[i], cfg.views.flip),
