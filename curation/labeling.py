@@ -75,11 +75,12 @@ def set_human_label(
             f"`hn_category` must be one of {', '.join(schema.HN_CATEGORIES)}; got {hn_category!r}.{suggest(hn_category, schema.HN_CATEGORIES)}"
         )
     dataset = collection._root_dataset
-    ids, gts, origins, cats, histories, prims, sources, tags = collection.values(
-        ["id", "ground_truth.label", "label_origin", "hn_category", "label_history", "primitives", "source_label", "tags"]
+    ids, gts, origins, cats, histories, prims, sources, tags, slices, orange = collection.values(
+        ["id", "ground_truth.label", "label_origin", "hn_category", "label_history", "primitives", "source_label", "tags",
+         "slices", "orange_share"]
     )
     when = _now()
-    new_gt, new_hist, new_tags = {}, {}, {}
+    new_gt, new_hist, new_tags, new_slices = {}, {}, {}, {}
     for i, sid in enumerate(ids):
         rule = _rule_label(prims[i], sources[i])
         entry = {
@@ -95,8 +96,10 @@ def set_human_label(
         new_hist[sid] = list(histories[i] or []) + [entry]
         keep = [t for t in (tags[i] or []) if t not in (schema.TAG_LABEL_CONFLICT, TAG_EXCEPTION)]
         new_tags[sid] = sorted(set(keep) | set(extra_tags) | ({TAG_EXCEPTION} if label != rule else set()))
+        new_slices[sid] = _slices_for_label(slices[i], orange[i], label)
     for name, values in (
         ("ground_truth", new_gt),
+        ("slices", new_slices),
         ("label_history", new_hist),
         ("tags", new_tags),
         ("label_origin", dict.fromkeys(ids, schema.LABEL_ORIGIN_HUMAN)),
@@ -107,6 +110,16 @@ def set_human_label(
         store.set_values_by_id(dataset, name, values)
     _save_audit_view(dataset)
     return len(ids)
+
+
+def _slices_for_label(slices: list[str] | None, orange_share: float | None, label: str) -> list[str]:
+    """``orange_distractor`` is the one slice that depends on the label: keep it in step at once, so
+    a corrected val/calib sample is evaluated in the right slice before any re-import."""
+    from curation.slices import SliceConfig, SliceInputs, compute_slices
+
+    others = [name for name in (slices or []) if name != "orange_distractor"]
+    orange = compute_slices(SliceInputs(orange_share=orange_share, label=label), SliceConfig())
+    return [name for name in schema.SLICES if name in others or name in orange]
 
 
 def mark_hard_negative(collection: foc.SampleCollection, *, user: str, category: str, reason: str = "") -> int:
@@ -128,11 +141,13 @@ def undo_label(collection: foc.SampleCollection, *, user: str, reason: str = "un
 
     user = _check_user(user)
     dataset = collection._root_dataset
-    ids, histories, tags = collection.values(["id", "label_history", "tags"])
+    ids, histories, tags, slices, orange = collection.values(["id", "label_history", "tags", "slices", "orange_share"])
     when = _now()
     changed = 0
-    columns: dict[str, dict[str, Any]] = {k: {} for k in ("ground_truth", "label_origin", "hn_category", "label_history", "tags", "labeled_by", "labeled_at")}
-    for sid, history, sample_tags in zip(ids, histories, tags, strict=True):
+    columns: dict[str, dict[str, Any]] = {
+        k: {} for k in ("ground_truth", "label_origin", "hn_category", "label_history", "tags", "labeled_by", "labeled_at", "slices")
+    }
+    for sid, history, sample_tags, sample_slices, share in zip(ids, histories, tags, slices, orange, strict=True):
         undoable = [e for e in (history or []) if e["action"] != "undo" and not e.get("undone")]
         if not undoable:
             continue
@@ -151,6 +166,7 @@ def undo_label(collection: foc.SampleCollection, *, user: str, reason: str = "un
         columns["tags"][sid] = [t for t in (sample_tags or []) if t not in drop]
         columns["labeled_by"][sid] = user
         columns["labeled_at"][sid] = when
+        columns["slices"][sid] = _slices_for_label(sample_slices, share, prev["label"])
         changed += 1
     for name, values in columns.items():
         store.set_values_by_id(dataset, name, values)

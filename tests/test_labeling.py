@@ -124,3 +124,16 @@ def test_label_cli_queue_and_changes(labeled, settings, monkeypatch):
     assert out.exit_code == 2 and "No sample with id" in out.output
     out = runner.invoke(app, ["label", "undo", first])
     assert out.exit_code == 0 and labeled[first].ground_truth.label == "roadwork"
+
+
+def test_relabeling_moves_a_sample_in_and_out_of_the_orange_distractor_slice(dataset):
+    dataset.add_samples([fo.Sample(filepath="/tmp/s0.jpg", split="val", ground_truth=fo.Classification(label="roadwork"),
+                                   orange_share=0.3, slices=["night"]),
+                         fo.Sample(filepath="/tmp/s1.jpg", split="val", ground_truth=fo.Classification(label="roadwork"),
+                                   orange_share=0.001, slices=[])])
+    mark_hard_negative(dataset, user="ann", category="ad")
+    assert dict(zip(*dataset.values(["filepath", "slices"]))) == {"/tmp/s0.jpg": ["night", "orange_distractor"], "/tmp/s1.jpg": []}
+    mark_roadwork(dataset, user="ann")
+    assert dict(zip(*dataset.values(["filepath", "slices"]))) == {"/tmp/s0.jpg": ["night"], "/tmp/s1.jpg": []}
+    undo_label(dataset, user="ann")  # back to the hard negative
+    assert dict(zip(*dataset.values(["filepath", "slices"])))["/tmp/s0.jpg"] == ["night", "orange_distractor"]
