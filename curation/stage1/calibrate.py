@@ -97,12 +97,18 @@ def threshold_for_recall(y_true, scores, *, target: float) -> ThresholdChoice:
     return _choice(thresholds, tp, fp, tn, fn, i)
 
 
-def fit_temperature(logits, labels, *, max_iter: int = 100) -> float:
-    """Temperature T minimising the NLL of sigmoid(logit / T) (Guo et al. 2017), T > 0.
+def fit_temperature(logits, labels, *, max_iter: int = 100, max_temperature: float = 20.0) -> float:
+    """Temperature T minimising the NLL of sigmoid(logit / T) (Guo et al. 2017), 0 < T ≤ ``max_temperature``.
 
     Optimised over log T with L-BFGS in float64, so it is exact to ~1e-6 and cannot go negative.
-    Temperature changes confidence, never the ranking, so AUROC is unchanged.
+    Temperature changes confidence, never the ranking, so AUROC is unchanged. On scores that carry
+    almost no information the NLL keeps falling as T grows (every p → 0.5): a weak demo model got
+    T ≈ 2·10⁵, which squeezes all probabilities into 0.5 ± 10⁻⁶, where the threshold and the
+    exported output hang on float rounding. The NLL is convex in 1/T, so capping T at
+    ``max_temperature`` gives the constrained optimum.
     """
+    if not max_temperature > 0:
+        raise ConfigError(f"`max_temperature` must be > 0; got {max_temperature}.")
     y, z = binary_arrays(labels, logits)
     z_t = torch.as_tensor(z, dtype=torch.float64)
     y_t = torch.as_tensor(y, dtype=torch.float64)
@@ -116,7 +122,7 @@ def fit_temperature(logits, labels, *, max_iter: int = 100) -> float:
         return loss
 
     optimizer.step(closure)
-    return float(log_t.detach().exp())
+    return float(min(log_t.detach().exp(), max_temperature))
 
 
 def expected_calibration_error(y_true, probs, *, n_bins: int = 15) -> float:

@@ -44,6 +44,18 @@ def test_recall_mode_hand_computed():
         threshold_for_recall(y, s, target=0.0)
 
 
+def test_temperature_is_capped_when_scores_carry_no_information():
+    """Uninformative logits: the NLL falls all the way to T → ∞; the cap keeps p away from 0.5 ± 1e-6."""
+    rng = np.random.default_rng(1)
+    z = rng.normal(0, 3, 2000)
+    y = (rng.random(2000) < 0.5).astype(int)  # labels independent of the scores
+    assert fit_temperature(z, y, max_temperature=1e9) > 100  # what the unbounded fit does
+    assert fit_temperature(z, y) == 20.0
+    assert fit_temperature(z, y, max_temperature=5.0) == 5.0
+    with pytest.raises(ConfigError, match="max_temperature"):
+        fit_temperature(z, y, max_temperature=0.0)
+
+
 def test_temperature_recovers_known_scale_and_is_a_minimum():
     rng = np.random.default_rng(0)
     z = rng.normal(0, 4, 4000)
