@@ -98,6 +98,17 @@ def _ignore_sigint() -> None:  # pragma: no cover - runs in the child between fo
     # Ctrl-C goes to the whole foreground process group; the parent stops its children in
     # order instead. Python keeps an inherited "ignore" for SIGINT.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _terminate_with_parent()
+
+
+def _terminate_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+    """Linux: SIGTERM this child when the parent dies, even by SIGKILL or the OOM killer, which no
+    handler in the parent can catch; otherwise the App server would be orphaned, holding its port."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
 # Child processes ------------------------------------------------------------------------------

@@ -175,3 +175,34 @@ def test_curation_app_stops_server_and_worker_on_ctrl_c_or_sigterm(settings, dat
     assert port_is_free("127.0.0.1", port)
     with pytest.raises(ProcessLookupError):
         os.kill(worker_pid, 0)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="parent-death signal is Linux-only (prctl)")
+def test_app_children_stop_when_the_app_is_killed_outright(settings, dataset, tmp_path):
+    """SIGKILL (or the OOM killer) gives `curation app` no chance to clean up; its children must still go."""
+    from curation.app import free_port
+
+    port = free_port()
+    env = {**os.environ, "CURATION_DATASET_NAME": dataset.name, "CURATION_HOME": str(tmp_path / "home")}
+    log = tmp_path / "app.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "curation.cli", "app", "--port", str(port)], env=env, stdout=out,
+                                stderr=subprocess.STDOUT)
+        try:
+            _wait(lambda: "Press Ctrl-C" in log.read_text(), timeout=120, what=f"`curation app` to start ({log})")
+            worker_pid = int(re.search(r"worker running \(pid (\d+)\)", log.read_text()).group(1))
+            proc.kill()
+            proc.wait(timeout=10)
+            _wait(lambda: port_is_free("127.0.0.1", port), timeout=30, what="the orphaned App server to stop")
+
+            def worker_gone() -> bool:
+                try:
+                    os.kill(worker_pid, 0)
+                except ProcessLookupError:
+                    return True
+                return False
+
+            _wait(worker_gone, timeout=30, what="the worker to stop")
+        finally:
+            if proc.poll() is None:
+                proc.kill()
