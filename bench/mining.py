@@ -29,11 +29,8 @@ import json
 import math
 import os
 import resource
-import shutil
-import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from datetime import date, datetime
@@ -46,48 +43,14 @@ import numpy as np  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))  # tests/mongod.py: the private database
 
 DAY = date(2026, 11, 25)
 SPLITS = np.array(["train", "pool", "val", "calib", "test"])
 SPLIT_P = np.array([0.5, 0.25, 0.1, 0.05, 0.1])
 
 
-# --- the private database ---------------------------------------------------------------------
-
-
-def start_mongod(cache_gb: float) -> tuple[subprocess.Popen, str, Path]:
-    import importlib.util
-
-    spec = importlib.util.find_spec("fiftyone")
-    binary = Path(spec.submodule_search_locations[0]) / "db" / "bin" / "mongod"
-    dbpath = Path(tempfile.mkdtemp(prefix="bench-mining-mongo-"))
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    cmd = [str(binary), "--dbpath", str(dbpath), "--port", str(port), "--bind_ip", "127.0.0.1", "--nounixsocket",
-           "--quiet", "--logpath", str(dbpath / "mongod.log")]
-    if cache_gb > 0:
-        cmd += ["--wiredTigerCacheSizeGB", str(cache_gb)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"mongod exited with {proc.returncode}; log: {dbpath / 'mongod.log'}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return proc, f"mongodb://127.0.0.1:{port}", dbpath
-        except OSError:
-            time.sleep(0.2)
-    raise RuntimeError("mongod did not start within 60 s")
-
-
-def stop_mongod(proc: subprocess.Popen, dbpath: Path) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    shutil.rmtree(dbpath, ignore_errors=True)
+# --- process statistics ------------------------------------------------------------------------
 
 
 def _cpu_s(pid: int) -> float:
@@ -330,7 +293,11 @@ def main(argv: list[str] | None = None) -> None:
         child_mine(args.child_mine, args.profile)
         return
 
-    proc, uri, dbpath = start_mongod(args.mongod_cache_gb)
+    from mongod import launch_private_mongod  # tests/mongod.py
+
+    cache = ["--wiredTigerCacheSizeGB", str(args.mongod_cache_gb)] if args.mongod_cache_gb > 0 else []
+    server = launch_private_mongod(extra_args=cache, prefix="bench-mining-mongo-")
+    proc, uri = server.proc, server.uri
     os.environ["FIFTYONE_DATABASE_URI"] = uri
     os.environ["FIFTYONE_DATABASE_NAME"] = "bench_mining"
     try:
@@ -377,7 +344,7 @@ def main(argv: list[str] | None = None) -> None:
               f"mine is {naive_per / fast_per:.1f}× faster per sample "
               f"(naive extrapolated to {args.n:,}: {naive_per * args.n:.0f} s)")
     finally:
-        stop_mongod(proc, dbpath)
+        server.stop()
 
 
 if __name__ == "__main__":
