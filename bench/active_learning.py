@@ -46,7 +46,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import hashlib
 import os
 import sys
 import tempfile
@@ -59,9 +58,6 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from curation.demo.corpus import CorpusSpec, write_corpus  # noqa: E402
-from curation.demo.query_log import validator_crop  # noqa: E402
-from curation.demo.scene import NEGATIVE_KINDS, render_scene, sample_spec, view  # noqa: E402
-from curation.demo.sequences import encode_jpeg, pick_kind  # noqa: E402
 from curation.mining import MiningConfig, hardness_scores  # noqa: E402
 from curation.stage1.cache import CacheSpec, FeatureCache, cache_features  # noqa: E402
 from curation.stage1.demo_training import train_demo_model  # noqa: E402
@@ -106,36 +102,22 @@ def parse_args() -> argparse.Namespace:
     return ap.parse_args()
 
 
-def load_corpus(root: Path, n: int) -> tuple[list[str], np.ndarray, list[str]]:
-    write_corpus(root, CorpusSpec(n_natix_train=0, n_natix_test=0, n_roadwork=0, n_roboflow=0, n_queries=n, seed=0))
+def load_corpus(root: Path, spec: CorpusSpec) -> tuple[list[str], np.ndarray, list[str], np.ndarray]:
+    """Write demo queries; return paths, labels, sha256 hashes and an is-orange-look-alike flag per image."""
+    write_corpus(root, spec)
     with (root / "truth.csv").open() as f:
         rows = list(csv.DictReader(f))
-    assert len(rows) == n and {r["source"] for r in rows} == {"queries"}
-    return [str(root / r["path"]) for r in rows], np.array([int(r["is_roadwork"]) for r in rows]), [r["sha256"] for r in rows]
+    assert len(rows) == spec.n_queries and {r["source"] for r in rows} == {"queries"}
+    return (
+        [str(root / r["path"]) for r in rows],
+        np.array([int(r["is_roadwork"]) for r in rows]),
+        [r["sha256"] for r in rows],
+        np.array([r["is_roadwork"] == "0" and r["hn_category"] != "" for r in rows]),
+    )
 
 
-def stream_pool(root: Path, n: int, positive: float, hard: float, seed: int = 0) -> tuple[list[str], np.ndarray, list[str], np.ndarray]:
-    """A dashcam-like unlabelled pool: ``positive`` roadwork, ``hard`` of the negatives orange look-alikes.
-
-    Each frame becomes a 224×224 query the way validators crop it (the same pipeline as the demo
-    queries). Returns paths, labels, sha256 hashes and an is-look-alike flag per image.
-    """
-    rng = np.random.default_rng([seed, 7919])
-    root.mkdir(parents=True, exist_ok=True)
-    look_alikes = [k for k in NEGATIVE_KINDS if k != "plain"]
-    rows = []
-    for i in range(n):
-        if i < round(positive * n):
-            kind = pick_kind(rng, True)
-        else:
-            kind = look_alikes[int(rng.integers(len(look_alikes)))] if rng.random() < hard else "plain"
-        frame = validator_crop(view(render_scene(sample_spec(kind, int(rng.integers(2**31))))), rng)
-        data = encode_jpeg(frame.image, 85)
-        sha = hashlib.sha256(data).hexdigest()
-        (root / f"{sha}.jpg").write_bytes(data)
-        rows.append((str(root / f"{sha}.jpg"), int(frame.is_roadwork), sha, kind in look_alikes))
-    rows = [rows[i] for i in rng.permutation(n)]
-    return [r[0] for r in rows], np.array([r[1] for r in rows]), [r[2] for r in rows], np.array([r[3] for r in rows])
+def queries(n: int, seed: int, **mix: float) -> CorpusSpec:
+    return CorpusSpec(n_natix_train=0, n_natix_test=0, n_roadwork=0, n_roboflow=0, n_queries=n, seed=seed, **mix)
 
 
 def fit_head(config: Stage1Config, backbone, feats: torch.Tensor, labels: np.ndarray, *, seed: int, args) -> Stage1Model:
@@ -160,13 +142,6 @@ def best_threshold(y: np.ndarray, p: np.ndarray) -> float:
     candidates = np.concatenate([[0.5], (u[1:] + u[:-1]) / 2]) if len(u) > 1 else np.array([0.5])
     scores = [mcc(y, (p >= t).astype(int)) for t in candidates]
     return float(candidates[int(np.argmax(scores))])
-
-
-def centred(p: np.ndarray, threshold: float) -> np.ndarray:
-    """``sigmoid(logit p − logit threshold)``: the decision threshold maps to 0.5 (as the platform stores it)."""
-    p = np.clip(p, 1e-7, 1 - 1e-7)
-    z = np.log(p / (1 - p)) - np.log(threshold / (1 - threshold))
-    return 1.0 / (1.0 + np.exp(-z))
 
 
 def fit_round_gate(p_val: np.ndarray, y_val: np.ndarray, threshold: float):
@@ -205,17 +180,16 @@ def main() -> None:
     pretrained = args.backbone != "tiny-demo"
     n_bb, n_pool, n_val, n_test = 0 if pretrained else args.backbone_train, args.pool, args.val, args.test
     stream = args.pool_mix == "stream"
-    images, labels, hashes = load_corpus(work / "demo", n_bb + n_val + n_test + (0 if stream else n_pool))
+    images, labels, hashes, kinds = load_corpus(work / "demo", queries(n_bb + n_val + n_test + (0 if stream else n_pool), seed=0))
     bb, val, test, pool = np.split(np.arange(len(labels)), np.cumsum([n_bb, n_val, n_test]))
-    if stream:
-        pool_images, y_pool, pool_hashes, look_alike = stream_pool(work / f"stream_{args.stream_positive}_{args.stream_hard}",
-                                                                   n_pool, args.stream_positive, args.stream_hard)
+    if stream:  # a second corpus (another seed: no image shared with val/test) in the stream mix
+        stream_spec = queries(n_pool, seed=1, query_positive=args.stream_positive, query_look_alike=args.stream_hard)
+        pool_images, y_pool, pool_hashes, look_alike = load_corpus(work / f"stream_{args.stream_positive}_{args.stream_hard}", stream_spec)
     else:
-        pool_images, y_pool, pool_hashes = [images[i] for i in pool], labels[pool], [hashes[i] for i in pool]
-        look_alike = np.zeros(n_pool, dtype=bool)  # the validator mix has no per-image kind in this loader
+        pool_images, y_pool, pool_hashes, look_alike = [images[i] for i in pool], labels[pool], [hashes[i] for i in pool], kinds[pool]
     y_val, y_test = labels[val], labels[test]  # y_pool is read only for labelled picks
     print(f"corpus ({time.perf_counter() - began:.0f} s): pool = {args.pool_mix} mix, {n_pool} images, positive share "
-          f"{y_pool.mean():.2f}" + (f", look-alikes {look_alike.mean():.2f}" if stream else "")
+          f"{y_pool.mean():.2f}, look-alikes {look_alike.mean():.2f}"
           + f"; val {y_val.mean():.2f} and test {y_test.mean():.2f} positive (validator mix)")
 
     t = time.perf_counter()
@@ -284,8 +258,7 @@ def main() -> None:
     for s in STRATEGIES:
         c = curves[s]
         cells = " ".join(f"{m:.3f}±{sd:.3f}" for m, sd in zip(c.mean(0), c.std(0)))
-        look = f"{picked_look[s].mean():.2f}" if stream else "—"  # the validator-mix loader keeps no kinds
-        print(f"{s:<12} {cells}  {c.mean(1).mean():.3f}  {picked_pos[s].mean():.2f}     {look}")
+        print(f"{s:<12} {cells}  {c.mean(1).mean():.3f}  {picked_pos[s].mean():.2f}     {picked_look[s].mean():.2f}")
     print("\nPer seed (final-round MCC | AUC = mean MCC over rounds 0..R):")
     for seed in range(args.seeds):
         print(f"  seed {seed}: " + "  ".join(f"{s} {curves[s][seed, -1]:.3f} | {curves[s][seed].mean():.3f}" for s in STRATEGIES))
