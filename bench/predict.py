@@ -2,6 +2,7 @@
 
     python bench/predict.py                       # 2,000 images of 224-640 px, tiny-random preset, CPU
     python bench/predict.py --n 300               # quick check
+    python bench/predict.py --bulk-workers 1      # also the serving bulk path (loader workers decode)
 
 Both paths run the same model (``Stage1Model`` with the tiny-random backbone, seed 0) on the same
 JPEGs, in the same run, on a private mongod:
@@ -13,6 +14,10 @@ JPEGs, in the same run, on a private mongod:
 * FiftyOne: ``dataset.apply_model(Stage1FiftyOneModel(model), "stage1", batch_size=...)`` —
   FiftyOne's loop: decode each image, ``predict_all`` per batch, then ``add_labels`` +
   ``SaveContext.save(sample)`` for each sample; it writes ``stage1`` only.
+
+With ``--bulk-workers N`` a third path runs: ``predict_collection`` with a ``ServingModel`` on the
+bulk path (``Settings.stage1_serving`` ``path: bulk``, eager, fp32, cpu), whose DataLoader workers
+decode JPEGs and build views while the main process computes and writes.
 
 FiftyOne ignores ``batch_size`` for this model (its images are ragged), so ``apply_model`` runs
 one image per forward. After a warm-up of both paths, ``--rounds`` rounds alternate the order of
@@ -83,6 +88,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--random-sizes", action="store_true", help="a random size for every image")
     parser.add_argument("--rounds", type=int, default=2, help="rounds; the order of the two paths alternates")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--bulk-workers", type=int, default=0,
+                        help="also time the serving bulk path with this many loader worker processes (0: skip it)")
     args = parser.parse_args(argv)
 
     from mongod import start_private_mongod  # tests/mongod.py: stopped and removed at exit
@@ -114,6 +121,23 @@ def main(argv: list[str] | None = None) -> None:
         ds.delete()
         return seconds, p
 
+    from curation.stage1.serving import ServingModel
+    from curation.stage1.serving_config import ServingConfig
+
+    served = ServingModel(model, ServingConfig(path="bulk", dtype="float32", device="cpu", batch_images=args.batch_size,
+                                               num_workers=max(args.bulk_workers, 1)))
+
+    def bulk(paths: list[Path]) -> tuple[float, dict]:
+        ds = fo.Dataset()
+        ds.add_samples([fo.Sample(filepath=str(p)) for p in paths], progress=False)
+        start = time.perf_counter()
+        report = predict_collection(ds, served, progress=False)
+        seconds = time.perf_counter() - start
+        assert report.n_predicted == len(paths) and not report.skipped, report
+        p = dict(zip(*ds.values(["filepath", "stage1.p_roadwork"])))
+        ds.delete()
+        return seconds, p
+
     def apply_model(paths: list[Path]) -> tuple[float, dict]:
         ds = fo.Dataset()
         ds.add_samples([fo.Sample(filepath=str(p)) for p in paths], progress=False)
@@ -137,6 +161,8 @@ def main(argv: list[str] | None = None) -> None:
         warm = paths[: 2 * args.batch_size]
         platform(warm)
         apply_model(warm)
+        if args.bulk_workers:
+            bulk(warm)
 
         # Model only, on already-decoded images: the floor both paths share.
         k = min(len(paths), 256)
@@ -148,14 +174,19 @@ def main(argv: list[str] | None = None) -> None:
         del decoded
         print(f"model only (decoded images, {k}, batch {args.batch_size}): {model_rate:.1f} samples/s; {_load()}")
 
-        totals = {"platform": 0.0, "apply_model": 0.0}
-        runs = {"platform": platform, "apply_model": apply_model}
+        runs = {"platform": platform, "apply_model": apply_model} | ({"bulk": bulk} if args.bulk_workers else {})
+        what_of = {
+            "platform": "predict_collection, 5 fields",
+            "apply_model": "apply_model, stage1 only",
+            "bulk": f"predict_collection, bulk loader, {args.bulk_workers} workers",
+        }
+        totals = dict.fromkeys(runs, 0.0)
         probs: dict[str, dict] = {}
         for r in range(args.rounds):
-            for name in (("platform", "apply_model") if r % 2 == 0 else ("apply_model", "platform")):
+            for name in (list(runs) if r % 2 == 0 else list(runs)[::-1]):
                 seconds, probs[name] = runs[name](paths)
                 totals[name] += seconds
-                what = "predict_collection, 5 fields" if name == "platform" else "apply_model, stage1 only"
+                what = what_of[name]
                 print(f"round {r + 1} {name:>11} ({what}): {args.n} in {seconds:.1f} s = "
                       f"{args.n / seconds:.1f} samples/s; {_load()}")
 
@@ -165,6 +196,10 @@ def main(argv: list[str] | None = None) -> None:
         print(f"platform {n_total / totals['platform']:.1f} samples/s vs apply_model "
               f"{n_total / totals['apply_model']:.1f} samples/s → ratio {totals['apply_model'] / totals['platform']:.2f}× "
               f"(model-only floor {model_rate:.1f} samples/s)")
+        if args.bulk_workers:
+            diff = max(abs(probs["platform"][f] - probs["bulk"][f]) for f in probs["platform"])
+            print(f"bulk loader {n_total / totals['bulk']:.1f} samples/s vs in-process platform → ratio "
+                  f"{totals['platform'] / totals['bulk']:.2f}×; max |p_roadwork difference| = {diff:.1e}")
 
 
 if __name__ == "__main__":

@@ -54,12 +54,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from curation.stage1.backbone import BackbonePreset, load_preset, random_backbone  # noqa: E402
 from curation.stage1.model import Stage1Config, Stage1Model, Stage1Output  # noqa: E402
 from curation.stage1.serving import (  # noqa: E402
-    ServingConfig,
     ServingModel,
     fp8_support,
     load_compile_cache,
     save_compile_cache,
 )
+from curation.stage1.serving_config import ServingConfig  # noqa: E402
 from curation.stage1.views import ViewPolicy, build_views  # noqa: E402
 
 H100_BF16_DENSE_TFLOPS = 989.0

@@ -34,7 +34,9 @@ def predict_command(
     view: Annotated[str, typer.Option(help="'stored' image or the 'validator' query built from it.")] = "stored",
     shard: Annotated[str | None, typer.Option(help="i/n: this worker's share (sorted ids, every n-th).")] = None,
     batch_size: Annotated[int, typer.Option(min=1)] = 16,
-    device: Annotated[str, typer.Option(help="cpu, cuda, cuda:1 ...")] = "cpu",
+    device: Annotated[
+        str | None, typer.Option(help="cpu, cuda, cuda:1 ... (default: the `stage1_serving` device, else cpu)")
+    ] = None,
 ) -> None:
     """Run Stage-1 and write stage1, stage1_views, gate_features, model_version (bulk writes)."""
     from curation import registry, store

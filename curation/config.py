@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 import yaml
 
 from curation.errors import ConfigError, suggest
+from curation.stage1.serving_config import ServingConfig
 
 ENV_PREFIX = "CURATION_"
 SETTINGS_FILE_ENV = "CURATION_SETTINGS"
@@ -50,6 +51,10 @@ class Settings:
         user_name: recorded on every human label (open-source FiftyOne has no login).
         app_host: the App binds here; keep loopback unless you mean to expose it.
         app_port: the App's port.
+        stage1_serving: how every command that loads a Stage-1 model serves it (compiled or
+            CUDA-graph steps, the bulk loader; :class:`~curation.stage1.serving_config.ServingConfig`).
+            None runs the plain eager model on ``--device`` (cpu by default). As an environment
+            variable it is a YAML mapping: ``CURATION_STAGE1_SERVING='{mode: cuda_graph, path: bulk}'``.
     """
 
     dataset_name: str = "roadwork"
@@ -62,6 +67,7 @@ class Settings:
     user_name: str = field(default_factory=lambda: os.environ.get("USER", "labeler"))
     app_host: str = "127.0.0.1"
     app_port: int = 5151
+    stage1_serving: ServingConfig | None = None
 
     def __post_init__(self) -> None:
         if not self.dataset_name or not self.dataset_name.replace("-", "").replace("_", "").isalnum():
@@ -171,8 +177,13 @@ def _coerce(annotation: Any, value: Any, where: str) -> Any:
         return None
     options = typing.get_args(annotation) if isinstance(annotation, types.UnionType) else (annotation,)
     target = next((t for t in options if t is not type(None)), annotation)
-    if dataclasses.is_dataclass(target) and isinstance(value, Mapping):
-        return from_mapping(target, value, source=where)  # type: ignore[arg-type]
+    if dataclasses.is_dataclass(target) and isinstance(value, str | Mapping):
+        if isinstance(value, str):  # an environment variable holds the section as YAML
+            try:
+                value = yaml.safe_load(value)
+            except yaml.YAMLError as e:
+                raise ConfigError(f"{where} is not valid YAML ({e}).") from None
+        return from_mapping(target, value or {}, source=where)  # type: ignore[arg-type]
     if typing.get_origin(target) is tuple and isinstance(value, list):
         return tuple(value)
     name = getattr(target, "__name__", str(target))

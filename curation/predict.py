@@ -12,6 +12,10 @@ Fields written per sample (names in :data:`PREDICTION_FIELDS`):
 Values go to staged fields while the run works and are promoted per document at the end
 (:func:`curation.store.promote_staged`), so a killed run never leaves a sample — or a field —
 mixing two models. Unreadable images are reported and skipped.
+
+The same code predicts with a plain :class:`~curation.stage1.model.Stage1Model` (images decoded
+here) or a :class:`~curation.stage1.serving.ServingModel` on the bulk path (decoded by loader
+workers while the accelerator computes); ``Settings.stage1_serving`` chooses.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ if TYPE_CHECKING:
     import fiftyone.core.collections as foc
 
     from curation.stage1.model import Stage1Model, Stage1Prediction
+    from curation.stage1.serving import ServingModel
 
 PREDICTION_FIELDS = ("stage1", "stage1_views", "gate_features", "stage1_embedding", "model_version")
 VIEW_MODES = ("stored", "validator")
@@ -80,6 +85,13 @@ def query_key(sample_id: str, content_hash: str | None) -> str:
     return content_hash or sample_id
 
 
+def _validator_seeds(collection: foc.SampleCollection, seed: int) -> dict[str, int]:
+    """``{sample id: validator query seed}``; a collection without ``content_hash`` keys on ids."""
+    ids = collection.values("id")
+    hashes = collection.values("content_hash") if collection.has_field("content_hash") else [None] * len(ids)
+    return {sid: validator_seed(query_key(sid, h), seed) for sid, h in zip(ids, hashes, strict=True)}
+
+
 def to_fields(pred: Stage1Prediction) -> dict[str, Any]:
     """Turn one prediction into FiftyOne field values (pure apart from label classes)."""
     import fiftyone as fo
@@ -109,9 +121,52 @@ def to_fields(pred: Stage1Prediction) -> dict[str, Any]:
     }
 
 
-def _batches(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
+@dataclass
+class _Predicted:
+    """One batch of predictions: the samples predicted, their predictions, files skipped, samples done."""
+
+    sample_ids: list[str]
+    predictions: list[Stage1Prediction]
+    skipped: list[tuple[str, str]]
+    n_done: int
+
+
+def _in_process(
+    model: Stage1Model, ids: Sequence[str], paths: dict[str, str], seeds: dict[str, int] | None, batch_size: int
+) -> Iterator[_Predicted]:
+    """Decode in this process, ``batch_size`` images per :meth:`Stage1Model.predict` call."""
+    from curation.stage1.validator_view import validator_query
+
+    for start in range(0, len(ids), batch_size):
+        batch = ids[start : start + batch_size]
+        images, kept, skipped = [], [], []
+        for sample_id in batch:
+            try:
+                image = open_rgb(paths[sample_id])
+            except (OSError, ValueError) as e:
+                skipped.append((paths[sample_id], f"{type(e).__name__}: {e}"))
+                continue
+            images.append(image if seeds is None else validator_query(image, seeds[sample_id]))
+            kept.append(sample_id)
+        yield _Predicted(kept, model.predict(images), skipped, len(batch))
+
+
+def _streamed(model: ServingModel, ids: Sequence[str], paths: dict[str, str], seeds: dict[str, int] | None) -> Iterator[_Predicted]:
+    """The serving bulk path: worker processes decode and build views while the model computes."""
+    files = model.forward_files(
+        [paths[i] for i in ids], validator_seeds=None if seeds is None else [seeds[i] for i in ids], skip_unreadable=True
+    )
+    for batch in files:
+        predictions = [] if batch.output is None else model.predictions(batch.output, batch.sizes)
+        kept = [ids[i] for i in batch.indices]
+        yield _Predicted(kept, predictions, list(batch.skipped), len(kept) + len(batch.skipped))
+
+
+def streams_files(model: Stage1Model) -> bool:
+    """Whether ``model`` is served on the bulk path (:class:`ServingConfig` ``path: bulk``)."""
+    from curation.stage1.serving import ServingModel
+
+    return isinstance(model, ServingModel) and model.serving.path == "bulk"
 
 
 # Samples per staged write: ``set_values`` has a fixed cost per call (schema checks, reloads)
@@ -147,10 +202,12 @@ def predict_collection(
         field_prefix: prefix for the written fields (e.g. ``validator_``), so validator-view
             predictions sit beside stored-view ones.
         on_progress: called with (done, total) after each batch (delegated operators report it).
+
+    A model served on the bulk path (:class:`~curation.stage1.serving.ServingModel`, ``path:
+    bulk``) is fed by its loader's worker processes, ``batch_images`` per step; any other model
+    decodes in this process, ``batch_size`` images per forward.
     """
     from rich.progress import Progress
-
-    from curation.stage1.validator_view import validator_query
 
     if view not in VIEW_MODES:
         raise InputError(f"`view` must be one of {VIEW_MODES}; got {view!r}.")
@@ -161,32 +218,24 @@ def predict_collection(
     ids = shard.select(collection.values("id"))
     selected = collection.select(ids)
     paths = dict(zip(*selected.values(["id", "filepath"])))
-    keys = {sid: query_key(sid, h) for sid, h in zip(*selected.values(["id", "content_hash"]))}
     report = PredictReport(model_version=model.config.version, trained=model.config.trained)
-
+    seeds = _validator_seeds(selected, seed) if view == "validator" else None
+    if streams_files(model):
+        batches = _streamed(model, ids, paths, seeds)
+    else:
+        batches = _in_process(model, ids, paths, seeds, batch_size)
     columns: dict[str, dict[str, Any]] = {name: {} for name in names}  # staged values not yet written
     with Progress(disable=not progress, transient=True) as bar:
         task = bar.add_task(f"Stage-1 {view} view", total=len(ids))
-        for batch in _batches(ids, batch_size):
-            images, kept = [], []
-            for sample_id in batch:
-                try:
-                    image = open_rgb(paths[sample_id])
-                except (OSError, ValueError) as e:
-                    report.skipped.append((paths[sample_id], f"{type(e).__name__}: {e}"))
-                    continue
-                if view == "validator":
-                    image = validator_query(image, validator_seed(keys[sample_id], seed))
-                images.append(image)
-                kept.append(sample_id)
-            predictions = model.predict(images)
-            for sample_id, pred in zip(kept, predictions, strict=True):
+        for batch in batches:
+            for sample_id, pred in zip(batch.sample_ids, batch.predictions, strict=True):
                 for name, value in to_fields(pred).items():
                     columns[f"{field_prefix}{name}"][sample_id] = value
             if len(columns[names[0]]) >= _WRITE_EVERY:
                 _write_staged(dataset, columns)
-            report.n_predicted += len(kept)
-            bar.advance(task, len(batch))
+            report.n_predicted += len(batch.sample_ids)
+            report.skipped.extend(batch.skipped)
+            bar.advance(task, batch.n_done)
             if on_progress:
                 on_progress(int(bar.tasks[0].completed), len(ids))
 
@@ -203,6 +252,7 @@ def predict_collection(
             "trained": model.config.trained,
             "view": view,
             "view_policy": dataclasses.asdict(model.config.views),
+            "serving": dataclasses.asdict(model.serving) if hasattr(model, "serving") else None,
             "threshold": model.config.threshold,
             "fields": names,
             "shard": f"{shard.index}/{shard.count}",

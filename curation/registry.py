@@ -76,12 +76,23 @@ def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
-def resolve_model(settings: Settings, spec: str | None, *, device: str = "cpu") -> Any:
-    """Load the Stage-1 model a user named.
+def resolve_model(settings: Settings, spec: str | None, *, device: str | None = None) -> Any:
+    """Load the Stage-1 model a user named, served as ``settings.stage1_serving`` says.
 
     ``spec`` is a saved model directory, a registered version, ``champion`` (default), or a
     backbone preset / hub id, which builds an UNTRAINED head (its predictions say so).
+    ``device`` overrides the serving device; without serving settings it defaults to cpu.
     """
+    model = _load_model(settings, spec, device or "cpu")  # ServingModel.setup moves it to its device
+    serving = settings.stage1_serving
+    if serving is None:
+        return model
+    from curation.stage1.serving import ServingModel
+
+    return ServingModel(model, serving.replace(device=device) if device else serving)
+
+
+def _load_model(settings: Settings, spec: str | None, device: str) -> Any:
     from curation.stage1.model import Stage1Config, Stage1Model
 
     spec = spec or "champion"

@@ -59,3 +59,30 @@ def test_bad_settings_file_exit_code(tmp_path: Path):
     result = runner.invoke(app, ["status", "--settings", str(bad)])
     assert result.exit_code == 2
     assert "app_port" in result.output
+
+
+def test_predict_serves_the_model_as_the_settings_say(dataset, settings, tmp_path, monkeypatch):
+    """`curation predict` with `stage1_serving` from the environment runs the bulk loader and says so in its run record."""
+    import fiftyone as fo
+    import numpy as np
+    from PIL import Image
+
+    from curation import store
+    from curation.stage1.backbone import tiny_random_backbone
+    from curation.stage1.model import Stage1Config, Stage1Model
+
+    Stage1Model.build(Stage1Config(), backbone=tiny_random_backbone(seed=0)).save(tmp_path / "m")
+    rng = np.random.default_rng(0)
+    paths = []
+    for i in range(3):
+        paths.append(tmp_path / f"{i}.jpg")
+        Image.fromarray(rng.integers(0, 256, (120, 160, 3), dtype=np.uint8)).save(paths[-1])
+    dataset.add_samples([fo.Sample(filepath=str(p)) for p in paths])
+    monkeypatch.setenv("CURATION_DATASET_NAME", settings.dataset_name)
+    monkeypatch.setenv("CURATION_STAGE1_SERVING", "{path: bulk, dtype: float32, batch_images: 2, num_workers: 1}")
+    result = runner.invoke(app, ["predict", "--model", str(tmp_path / "m"), "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    assert "Predicted 3 samples" in result.output
+    assert dataset.exists("stage1").count() == 3
+    (run,) = store.list_runs(dataset, "predict")
+    assert run["serving"]["path"] == "bulk" and run["serving"]["device"] == "cpu"

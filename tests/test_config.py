@@ -76,3 +76,20 @@ def test_from_mapping_coerces_nested_and_bool():
         from_mapping(Outer, {"inner": {"kk": 1}}, source="test")
     with pytest.raises(ConfigError, match="`flag` must be bool"):
         from_mapping(Outer, {"flag": "maybe"}, source="test")
+
+
+def test_stage1_serving_from_file_and_from_yaml_in_the_environment(tmp_path):
+    from curation.stage1.serving_config import ServingConfig
+
+    assert Settings.load(env={}).stage1_serving is None
+    f = tmp_path / "s.yaml"
+    f.write_text("stage1_serving:\n  mode: cuda_graph\n  path: bulk\n  batch_images: '64'\n")
+    assert Settings.load(f, env={}).stage1_serving == ServingConfig(mode="cuda_graph", path="bulk", batch_images=64)
+    s = Settings.load(f, env={"CURATION_STAGE1_SERVING": "{mode: compile, num_workers: 0}"})
+    assert s.stage1_serving == ServingConfig(mode="compile", num_workers=0)  # the variable replaces the section
+    with pytest.raises(ConfigError, match=r"Unknown key `modes`.*Did you mean `mode`"):
+        Settings.load(env={"CURATION_STAGE1_SERVING": "{modes: compile}"})
+    with pytest.raises(ConfigError, match="`stage1_serving` is not valid YAML"):
+        Settings.load(env={"CURATION_STAGE1_SERVING": "{mode: [compile"})
+    with pytest.raises(ConfigError, match="needs a CUDA device"):
+        Settings.load(env={"CURATION_STAGE1_SERVING": "{mode: cuda_graph, device: cpu}"})

@@ -144,3 +144,73 @@ def test_shard_parse():
     assert Shard.parse("1/4") == Shard(1, 4)
     assert Shard(1, 3).select(["e", "a", "d", "b", "c"]) == ["b", "e"]
     assert set(PREDICTION_FIELDS) >= {"stage1", "stage1_views", "gate_features", "model_version"}
+
+
+# The serving bulk path ---------------------------------------------------------------------------------
+def _served(path: str = "bulk"):
+    from curation.stage1.serving import ServingModel
+    from curation.stage1.serving_config import ServingConfig
+
+    base = Stage1Model.build(Stage1Config(), backbone=tiny_random_backbone(seed=0), seed=0)
+    return ServingModel(base, ServingConfig(path=path, dtype="float32", device="cpu", batch_images=2, num_workers=2))
+
+
+@pytest.mark.parametrize("view", ["stored", "validator"])
+def test_bulk_loader_writes_what_the_in_process_path_writes(dataset, tmp_path, model, view):
+    """Worker-decoded files give the same fields as in-process decoding, and unreadable files —
+    one whole loader batch of them included — are skipped and reported without shifting any sample."""
+    good = _images(tmp_path, 5)
+    bad = [tmp_path / "bad_a.jpg", tmp_path / "bad_b.jpg"]
+    for path in bad:
+        path.write_bytes(b"\xff\xd8 not really a jpeg")
+    order = [good[0], good[1], bad[0], bad[1], good[2], good[3], good[4]]  # steps of 2: the 2nd is all bad
+    dataset.add_samples([fo.Sample(filepath=str(p), content_hash=f"h{i}") for i, p in enumerate(order)])
+
+    plain = predict_collection(dataset, model, batch_size=3, view=view, field_prefix="plain_", progress=False)
+    served = _served()
+    report = predict_collection(dataset, served, view=view, progress=False)
+
+    assert report.n_predicted == plain.n_predicted == 5
+    assert sorted(p for p, _ in report.skipped) == sorted(p for p, _ in plain.skipped) == sorted(map(str, bad))
+    for s in dataset:
+        if s.filepath in map(str, bad):
+            assert s.stage1 is None and s.plain_stage1 is None
+            continue
+        assert s.stage1.p_roadwork == pytest.approx(s.plain_stage1.p_roadwork, abs=1e-6)
+        assert s.stage1.label == s.plain_stage1.label
+        got, ref = s.stage1_views.detections, s.plain_stage1_views.detections
+        assert [d.confidence for d in got] == pytest.approx([d.confidence for d in ref], abs=1e-6)
+        np.testing.assert_allclose([d.bounding_box for d in got], [d.bounding_box for d in ref])
+        assert [d.label for d in got] == [d.label for d in ref]
+        assert s.stage1_embedding == pytest.approx(s.plain_stage1_embedding, abs=1e-5)
+        assert s.gate_features == pytest.approx(s.plain_gate_features, abs=1e-6)
+    run = store.list_runs(dataset, "predict")[0]  # newest first
+    assert run["serving"]["path"] == "bulk" and run["n_skipped"] == 2
+
+
+def test_query_path_serving_model_predicts_in_process(dataset, tmp_path, model):
+    """A query-path ServingModel is not streamed: predict_collection calls its predict, one static step per image."""
+    from curation.predict import streams_files
+
+    served = _served(path="query")
+    assert not streams_files(served) and streams_files(_served()) and not streams_files(model)
+    _add(dataset, tmp_path, n=3, corrupt=True)
+    report = predict_collection(dataset, served, batch_size=2, progress=False)
+    assert report.n_predicted == 3 and len(report.skipped) == 1
+
+
+def test_settings_choose_how_the_model_is_served(settings, tmp_path):
+    from curation import registry
+    from curation.stage1.serving import ServingModel
+    from curation.stage1.serving_config import ServingConfig
+
+    model_dir = tmp_path / "m"
+    Stage1Model.build(Stage1Config(), backbone=tiny_random_backbone(seed=0)).save(model_dir)
+    plain = registry.resolve_model(settings, str(model_dir))
+    assert type(plain) is Stage1Model and plain.device.type == "cpu"
+
+    serving = ServingConfig(mode="compile", path="bulk", batch_images=8, device="cuda")
+    served = registry.resolve_model(settings.replace(stage1_serving=serving), str(model_dir), device="cpu")
+    assert isinstance(served, ServingModel)
+    assert served.serving == serving.replace(device="cpu")  # --device overrides the settings' device
+    assert served.config == plain.config

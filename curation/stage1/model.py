@@ -26,6 +26,7 @@ import dataclasses
 import json
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -260,6 +261,16 @@ class Stage1Model(nn.Module):
             out = self.forward_images([pil_to_tensor(im) for im in images])
         finally:
             self.train(was_training)
+        return self.predictions(out, [(im.width, im.height) for im in images])
+
+    def predictions(self, out: Stage1Output, sizes: Sequence[tuple[int, int]]) -> list[Stage1Prediction]:
+        """Calibrated predictions from a forward's logits; ``sizes`` are the images' (width, height).
+
+        Shared by :meth:`predict` and the bulk loader of :mod:`curation.stage1.serving`, which
+        forwards decoded files without ever holding PIL images.
+        """
+        if len(sizes) != out.image_logits.shape[0]:
+            raise InputError(f"{len(sizes)} image sizes for {out.image_logits.shape[0]} forwarded images.")
         cfg = self.config
         raw_view_logits = out.view_logits.double().cpu().numpy()  # [N, V]
         view_probs = torch.sigmoid(out.view_logits / cfg.temperature).double().cpu().numpy()  # [N, V]
@@ -270,7 +281,7 @@ class Stage1Model(nn.Module):
         embeddings = out.features[:, 0, : self.hidden_size].cpu().numpy()  # [N, D] global CLS
         evidence = 1 if cfg.aggregator == "max" else cfg.top_k
         predictions = []
-        for i, image in enumerate(images):
+        for i, (width, height) in enumerate(sizes):
             positive = bool(p[i] >= cfg.threshold)
             predictions.append(
                 Stage1Prediction(
@@ -281,7 +292,7 @@ class Stage1Model(nn.Module):
                     logits=(float(log_neg[i]), float(log_pos[i])),
                     view_probs=view_probs[i],
                     view_logits=raw_view_logits[i],
-                    view_boxes=view_boxes(cfg.views, image.width, image.height),
+                    view_boxes=view_boxes(cfg.views, width, height),
                     evidence_views=tuple(int(v) for v in np.argsort(-view_probs[i], kind="stable")[:evidence]),
                     gate_features=gate_feature_dict(gates[i], cfg.views.flip),
                     embedding=embeddings[i],

@@ -18,13 +18,18 @@ aggregator) as one static-shape *step*. :class:`ServingConfig` chooses:
 - ``dtype`` (bf16/fp32 backbone), ``fp8`` (row-scaled FP8 linears, Hopper only) and the
   torch.compile artefact file ``compile_cache`` (compile once, reload in later processes).
 
+The platform chooses it in one place: ``Settings.stage1_serving`` (a :class:`ServingConfig`),
+applied by :func:`curation.registry.resolve_model`; :func:`curation.predict.predict_collection`
+streams files through :meth:`ServingModel.forward_files` when the path is ``bulk``.
+
 Attention is the backbone's SDPA (flash / memory-efficient kernels on CUDA); a backbone built with
 ``attn_implementation="eager"`` is refused rather than served slowly.
 
 Example:
     >>> from PIL import Image
     >>> from curation.stage1.model import Stage1Config
-    >>> from curation.stage1.serving import ServingConfig, ServingModel
+    >>> from curation.stage1.serving import ServingModel
+    >>> from curation.stage1.serving_config import ServingConfig
     >>> served = ServingModel.build(Stage1Config(), serving=ServingConfig(dtype="float32", device="cpu"))
     >>> len(served.predict([Image.new("RGB", (224, 224), "gray")])[0].view_probs)
     10
@@ -39,100 +44,21 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 from PIL import Image
 from torch import nn
 
-from curation.config import from_mapping
-from curation.errors import ConfigError, InputError, suggest
+from curation.errors import ConfigError, InputError
 from curation.media import open_rgb
 from curation.stage1.backbone import DTYPES, backbone_features
 from curation.stage1.model import Stage1Config, Stage1Model, Stage1Output
+from curation.stage1.serving_config import ServingConfig
+from curation.stage1.validator_view import validator_query
 from curation.stage1.views import ViewPolicy, build_views, pil_to_tensor
 
-MODES = ("eager", "compile", "cuda_graph")
-PATHS = ("query", "bulk")
-SERVING_DTYPES = ("bfloat16", "float32")
-COMPILE_SCOPES = ("blocks", "model")
 E4M3_MAX = float(torch.finfo(torch.float8_e4m3fn).max)  # 448
 FP8_MIN_CAPABILITY = (9, 0)  # row-wise scaled FP8 matmuls (torch._scaled_mm) need Hopper
-
-
-@dataclass(frozen=True)
-class ServingConfig:
-    """How a Stage-1 model is served; validated at construction.
-
-    Attributes:
-        mode: ``eager`` | ``compile`` | ``cuda_graph`` (see module docstring).
-        path: ``query`` (one image per step) | ``bulk`` (``batch_images`` per step).
-        dtype: backbone dtype, ``bfloat16`` | ``float32``; the head stays float32.
-        fp8: replace the transformer blocks' linears with row-scaled FP8 (e4m3) matmuls; needs
-            ``dtype: bfloat16`` and a CUDA GPU of compute capability ≥ 9.0.
-        device: ``auto`` (CUDA when available), ``cpu``, ``cuda`` or ``cuda:N``.
-        batch_images: images per step on the bulk path (static shape; the last batch is padded).
-        num_workers: DataLoader worker processes decoding JPEGs on the bulk path (0: in-process).
-        pin_memory: page-locked loader batches so host→GPU copies overlap compute (CUDA only).
-        prefetch_factor: batches each worker keeps ready.
-        compile_scope: ``blocks`` compiles the transformer block once and reuses it for every layer
-            (cold compile in seconds); ``model`` compiles the whole step (cross-layer fusion, slower
-            to compile).
-        autotune: compile with ``max-autotune-no-cudagraphs`` (minutes cold; cache the artefacts).
-        compile_cache: torch.compile artefact file, loaded before compiling when it exists and
-            rewritten after; None keeps only inductor's own on-disk cache (TORCHINDUCTOR_CACHE_DIR).
-    """
-
-    mode: str = "eager"
-    path: str = "query"
-    dtype: str = "bfloat16"
-    fp8: bool = False
-    device: str = "auto"
-    batch_images: int = 32
-    num_workers: int = 4
-    pin_memory: bool = True
-    prefetch_factor: int = 2
-    compile_scope: str = "blocks"
-    autotune: bool = False
-    compile_cache: Path | None = None
-
-    def __post_init__(self) -> None:
-        for key, allowed in (("mode", MODES), ("path", PATHS), ("dtype", SERVING_DTYPES), ("compile_scope", COMPILE_SCOPES)):
-            value = getattr(self, key)
-            if value not in allowed:
-                raise ConfigError(
-                    f"The `{key}` parameter must be one of {', '.join(allowed)}. Got {value!r} instead."
-                    f"{suggest(str(value), allowed)}"
-                )
-        for key, low in (("batch_images", 1), ("num_workers", 0), ("prefetch_factor", 1)):
-            value = getattr(self, key)
-            if not isinstance(value, int) or isinstance(value, bool) or value < low:
-                raise ConfigError(f"The `{key}` parameter must be an int in [{low}, inf). Got {value!r} instead.")
-        if self.device != "auto":
-            try:
-                kind = torch.device(self.device).type
-            except (RuntimeError, TypeError):
-                kind = None
-            if kind not in ("cpu", "cuda"):
-                raise ConfigError(f"The `device` parameter must be auto, cpu, cuda or cuda:N. Got {self.device!r} instead.")
-            if kind == "cpu" and (self.mode == "cuda_graph" or self.fp8):
-                what = "`mode: cuda_graph`" if self.mode == "cuda_graph" else "`fp8`"
-                raise ConfigError(f"{what} needs a CUDA device; `device` is {self.device!r}.")
-        if self.fp8 and self.dtype != "bfloat16":
-            raise ConfigError(f"`fp8` needs `dtype: bfloat16` (FP8 matmuls write bf16). Got dtype {self.dtype!r}.")
-
-    @property
-    def step_images(self) -> int:
-        """Images per static step: 1 on the query path, ``batch_images`` on the bulk path."""
-        return 1 if self.path == "query" else self.batch_images
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any], *, source: str) -> ServingConfig:
-        """Parse a mapping (YAML/JSON); unknown keys are rejected with the nearest valid key."""
-        return from_mapping(cls, values, source=source)
-
-    def replace(self, **changes: Any) -> ServingConfig:
-        return dataclasses.replace(self, **changes)
 
 
 @dataclass(frozen=True)
@@ -149,11 +75,16 @@ class SetupReport:
 
 @dataclass(frozen=True)
 class FileBatch:
-    """One bulk step's result: the files in input order, their upright sizes and CPU outputs."""
+    """One bulk step's result: the files in input order, their upright sizes and CPU outputs.
 
+    ``output`` is None when no file of the step could be decoded (every one is in ``skipped``).
+    """
+
+    indices: tuple[int, ...]  # positions in the input, so repeated paths stay distinct
     paths: tuple[str, ...]
-    sizes: tuple[tuple[int, int], ...]  # (width, height) per image, for view_boxes
-    output: Stage1Output  # view_logits [n, V], image_logits [n], features [n, V, 2D], on CPU
+    sizes: tuple[tuple[int, int], ...]  # (width, height) per forwarded image, for view_boxes
+    output: Stage1Output | None  # view_logits [n, V], image_logits [n], features [n, V, 2D], on CPU
+    skipped: tuple[tuple[str, str], ...] = ()  # (path, reason) of files that could not be decoded
 
 
 class Fp8Linear(nn.Module):
@@ -432,37 +363,51 @@ class ServingModel(Stage1Model):
         return self.forward_views(views)
 
     # Bulk path -----------------------------------------------------------------------------------------
-    def forward_files(self, paths: Sequence[str | Path]) -> Iterator[FileBatch]:
+    def forward_files(
+        self,
+        paths: Sequence[str | Path],
+        *,
+        validator_seeds: Sequence[int] | None = None,
+        skip_unreadable: bool = False,
+    ) -> Iterator[FileBatch]:
         """Stream image files through the model, ``step_images`` per step, in input order.
 
         Worker processes decode and build views (in the serving dtype, which the backbone would
         cast to anyway) into pinned memory; while step k computes, batch k+1 is copied to the GPU
         on a side stream and step k−1's outputs come back to the host.
 
+        Args:
+            validator_seeds: one seed per path: forward the validator query built from the image
+                (:func:`curation.stage1.validator_view.validator_query`), not the image itself.
+            skip_unreadable: report undecodable files in :attr:`FileBatch.skipped` and go on.
+
         Raises:
-            InputError: a file cannot be decoded; the message names it. Batches before it are
-                yielded first.
+            InputError: a file cannot be decoded (without ``skip_unreadable``); the message names
+                it. Batches before it are yielded first.
         """
+        if validator_seeds is not None and len(validator_seeds) != len(paths):
+            raise InputError(f"{len(validator_seeds)} validator seeds for {len(paths)} files.")
         if self._run is None:
             self.setup()
-        device = self.device
         workers = self.serving.num_workers
+        dataset = _ViewDataset([str(p) for p in paths], validator_seeds, self.config.views, DTYPES[self.serving.dtype])
         loader = torch.utils.data.DataLoader(
-            _ViewDataset([str(p) for p in paths], self.config.views, DTYPES[self.serving.dtype]),
+            dataset,
             batch_size=self.serving.step_images,
             shuffle=False,
             num_workers=workers,
             collate_fn=_collate,
-            pin_memory=self.serving.pin_memory and device.type == "cuda",
+            pin_memory=self.serving.pin_memory and self.device.type == "cuda",
             prefetch_factor=self.serving.prefetch_factor if workers else None,
         )
-        pending: tuple[_ViewBatch, Stage1Output] | None = None
+        pending: tuple[_ViewBatch, Stage1Output | None] | None = None
         for batch in loader:
-            if batch.error:
+            if batch.skipped and not skip_unreadable:
                 if pending is not None:
                     yield _to_host(*pending)
-                raise InputError(batch.error)
-            output = self.forward_views(self._upload(batch.views))  # launched, not waited for
+                path, reason = batch.skipped[0]
+                raise InputError(f"{path}: cannot decode image ({reason}).")
+            output = None if batch.views is None else self.forward_views(self._upload(batch.views))  # launched, not waited for
             if pending is not None:
                 yield _to_host(*pending)  # waits for step k−1 only; step k keeps the GPU busy
             pending = (batch, output)
@@ -510,18 +455,20 @@ def _sync(device: torch.device) -> None:
 
 @dataclass(frozen=True)
 class _ViewItem:
+    index: int
     path: str
-    views: torch.Tensor | None  # [V, 3, S, S]
+    views: torch.Tensor | None  # [V, 3, S, S]; None when the file cannot be decoded
     size: tuple[int, int]
     error: str | None
 
 
 @dataclass(frozen=True)
 class _ViewBatch:
+    indices: tuple[int, ...]
     paths: tuple[str, ...]
     sizes: tuple[tuple[int, int], ...]
-    views: torch.Tensor | None  # [n·V, 3, S, S]
-    error: str | None
+    views: torch.Tensor | None  # [n·V, 3, S, S] of the decoded files; None when there are none
+    skipped: tuple[tuple[str, str], ...]
 
     def pin_memory(self) -> _ViewBatch:
         """Called by the DataLoader's pinning thread (``pin_memory=True``)."""
@@ -531,8 +478,8 @@ class _ViewBatch:
 class _ViewDataset(torch.utils.data.Dataset):
     """File → views [V, 3, S, S]; a file that cannot be decoded becomes an error item, not a worker crash."""
 
-    def __init__(self, paths: list[str], policy: ViewPolicy, dtype: torch.dtype):
-        self.paths, self.policy, self.dtype = paths, policy, dtype
+    def __init__(self, paths: list[str], validator_seeds: Sequence[int] | None, policy: ViewPolicy, dtype: torch.dtype):
+        self.paths, self.seeds, self.policy, self.dtype = paths, validator_seeds, policy, dtype
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -540,21 +487,27 @@ class _ViewDataset(torch.utils.data.Dataset):
     def __getitem__(self, index: int) -> _ViewItem:
         path = self.paths[index]
         try:
-            image = pil_to_tensor(open_rgb(path))  # [3, H, W] uint8
+            image = open_rgb(path)
         except (OSError, ValueError, Image.DecompressionBombError) as e:
-            return _ViewItem(path, None, (0, 0), f"{path}: cannot decode image ({type(e).__name__}: {e}).")
-        views = build_views([image], self.policy).to(self.dtype)
-        return _ViewItem(path, views, (int(image.shape[2]), int(image.shape[1])), None)
+            return _ViewItem(index, path, None, (0, 0), f"{type(e).__name__}: {e}")
+        if self.seeds is not None:
+            image = validator_query(image, self.seeds[index])
+        tensor = pil_to_tensor(image)  # [3, H, W] uint8
+        views = build_views([tensor], self.policy).to(self.dtype)
+        return _ViewItem(index, path, views, (int(tensor.shape[2]), int(tensor.shape[1])), None)
 
 
 def _collate(items: list[_ViewItem]) -> _ViewBatch:
-    paths = tuple(it.path for it in items)
-    sizes = tuple(it.size for it in items)
-    error = next((it.error for it in items if it.error), None)
-    views = None if error else torch.cat([it.views for it in items])
-    return _ViewBatch(paths, sizes, views, error)
+    good = [it for it in items if it.error is None]
+    return _ViewBatch(
+        indices=tuple(it.index for it in good),
+        paths=tuple(it.path for it in good),
+        sizes=tuple(it.size for it in good),
+        views=torch.cat([it.views for it in good]) if good else None,
+        skipped=tuple((it.path, it.error) for it in items if it.error is not None),
+    )
 
 
-def _to_host(batch: _ViewBatch, output: Stage1Output) -> FileBatch:
-    host = Stage1Output(*(t.cpu() for t in (output.view_logits, output.image_logits, output.features)))
-    return FileBatch(paths=batch.paths, sizes=batch.sizes, output=host)
+def _to_host(batch: _ViewBatch, output: Stage1Output | None) -> FileBatch:
+    host = None if output is None else Stage1Output(*(t.cpu() for t in (output.view_logits, output.image_logits, output.features)))
+    return FileBatch(indices=batch.indices, paths=batch.paths, sizes=batch.sizes, output=host, skipped=batch.skipped)

@@ -25,12 +25,12 @@ from curation.stage1.backbone import tiny_random_backbone
 from curation.stage1.model import Stage1Config, Stage1Model
 from curation.stage1.serving import (
     Fp8Linear,
-    ServingConfig,
     ServingModel,
     load_compile_cache,
     quantize_fp8,
     save_compile_cache,
 )
+from curation.stage1.serving_config import ServingConfig
 from curation.stage1.views import ViewPolicy, pil_to_tensor
 
 CONFIG = Stage1Config(views=ViewPolicy(size=32))  # 32 px views: 4 patches, fast on CPU
