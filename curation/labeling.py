@@ -22,6 +22,8 @@ from curation.errors import InputError, suggest
 if TYPE_CHECKING:
     import fiftyone.core.collections as foc
 
+    from curation.slices import SliceConfig
+
 TAG_EXCEPTION = "label_exception"
 AUDIT_VIEW = "labels/audit_evaluation_splits"
 ORANGE_VIEW = "labels/orange_candidates"
@@ -79,6 +81,7 @@ def set_human_label(
         ["id", "ground_truth.label", "label_origin", "hn_category", "label_history", "primitives", "source_label", "tags",
          "slices", "orange_share"]
     )
+    slice_rules = store.slice_config(dataset)
     when = _now()
     new_gt, new_hist, new_tags, new_slices = {}, {}, {}, {}
     for i, sid in enumerate(ids):
@@ -96,7 +99,7 @@ def set_human_label(
         new_hist[sid] = list(histories[i] or []) + [entry]
         keep = [t for t in (tags[i] or []) if t not in (schema.TAG_LABEL_CONFLICT, TAG_EXCEPTION)]
         new_tags[sid] = sorted(set(keep) | set(extra_tags) | ({TAG_EXCEPTION} if label != rule else set()))
-        new_slices[sid] = _slices_for_label(slices[i], orange[i], label)
+        new_slices[sid] = _slices_for_label(slices[i], orange[i], label, slice_rules)
     for name, values in (
         ("ground_truth", new_gt),
         ("slices", new_slices),
@@ -112,13 +115,14 @@ def set_human_label(
     return len(ids)
 
 
-def _slices_for_label(slices: list[str] | None, orange_share: float | None, label: str) -> list[str]:
+def _slices_for_label(slices: list[str] | None, orange_share: float | None, label: str, rules: SliceConfig) -> list[str]:
     """``orange_distractor`` is the one slice that depends on the label: keep it in step at once, so
-    a corrected val/calib sample is evaluated in the right slice before any re-import."""
-    from curation.slices import SliceConfig, SliceInputs, compute_slices
+    a corrected val/calib sample is evaluated in the right slice before any re-import. ``rules``
+    are the dataset's own (:func:`curation.store.slice_config`)."""
+    from curation.slices import SliceInputs, compute_slices
 
     others = [name for name in (slices or []) if name != "orange_distractor"]
-    orange = compute_slices(SliceInputs(orange_share=orange_share, label=label), SliceConfig())
+    orange = compute_slices(SliceInputs(orange_share=orange_share, label=label), rules)
     return [name for name in schema.SLICES if name in others or name in orange]
 
 
@@ -142,6 +146,7 @@ def undo_label(collection: foc.SampleCollection, *, user: str, reason: str = "un
     user = _check_user(user)
     dataset = collection._root_dataset
     ids, histories, tags, slices, orange = collection.values(["id", "label_history", "tags", "slices", "orange_share"])
+    slice_rules = store.slice_config(dataset)
     when = _now()
     changed = 0
     columns: dict[str, dict[str, Any]] = {
@@ -166,7 +171,7 @@ def undo_label(collection: foc.SampleCollection, *, user: str, reason: str = "un
         columns["tags"][sid] = [t for t in (sample_tags or []) if t not in drop]
         columns["labeled_by"][sid] = user
         columns["labeled_at"][sid] = when
-        columns["slices"][sid] = _slices_for_label(sample_slices, share, prev["label"])
+        columns["slices"][sid] = _slices_for_label(sample_slices, share, prev["label"], slice_rules)
         changed += 1
     for name, values in columns.items():
         store.set_values_by_id(dataset, name, values)

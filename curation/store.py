@@ -13,13 +13,15 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from curation import schema
-from curation.config import Settings
+from curation.config import Settings, from_mapping
 from curation.errors import SchemaError
+from curation.slices import SliceConfig
 
 if TYPE_CHECKING:
     import fiftyone as fo
 
 SCHEMA_VERSION_KEY = "curation_schema_version"
+SLICE_CONFIG_KEY = "curation_slice_config"
 
 
 def connect(settings: Settings) -> None:
@@ -105,6 +107,31 @@ def migrate(dataset: fo.Dataset) -> int:
         dataset.info[SCHEMA_VERSION_KEY] = schema.SCHEMA_VERSION
         dataset.save()
     return found
+
+
+def slice_config(dataset: fo.Dataset) -> SliceConfig:
+    """The slice rules the dataset's last import used (defaults before any import).
+
+    Labeling and synthesis recompute slices with these, so a sample's slices never follow two rule
+    sets depending on which command touched it last.
+    """
+    stored = dataset.info.get(SLICE_CONFIG_KEY)
+    if not stored:
+        return SliceConfig()
+    return from_mapping(SliceConfig, stored, source=f"dataset `{dataset.name}` info.{SLICE_CONFIG_KEY}")
+
+
+def record_slice_config(dataset: fo.Dataset, config: SliceConfig) -> bool:
+    """Store the slice rules an import uses; returns whether they differ from the ones stored."""
+    import dataclasses
+
+    before = dataset.info.get(SLICE_CONFIG_KEY)
+    after = {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(config).items()}
+    if before == after:
+        return False
+    dataset.info[SLICE_CONFIG_KEY] = after
+    dataset.save()
+    return before is not None
 
 
 def open_dataset(settings: Settings, *, create: bool = True) -> fo.Dataset:

@@ -295,3 +295,17 @@ def test_unmapped_class_stops_before_writing(dataset, settings, tmp_path):
     with pytest.raises(InputError, match="Flying Saucer"):
         run(dataset, settings, "roadwork", tmp_path / "rw")
     assert len(dataset) == 0
+
+
+def test_import_records_its_slice_rules_and_says_when_they_change(dataset, settings, natix_dir):
+    from curation.slices import SliceConfig
+
+    assert store.slice_config(dataset) == SliceConfig()  # before any import: the defaults
+    first = run(dataset, settings, "natix", natix_dir)
+    assert store.slice_config(dataset) == SliceConfig() and not any("slice rules" in w for w in first.warnings)
+    stricter = IngestConfig(split=CONFIG.split, batch_size=16, slices=SliceConfig(orange_share=0.2, night_daytime=("night",)))
+    second = run(dataset, settings, "natix", natix_dir, config=stricter)
+    assert store.slice_config(dataset) == stricter.slices  # tuples survive the round trip through MongoDB
+    assert any("slice rules differ" in w for w in second.warnings)
+    third = run(dataset, settings, "natix", natix_dir, config=stricter)
+    assert not any("slice rules" in w for w in third.warnings)

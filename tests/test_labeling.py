@@ -137,3 +137,21 @@ def test_relabeling_moves_a_sample_in_and_out_of_the_orange_distractor_slice(dat
     assert dict(zip(*dataset.values(["filepath", "slices"]))) == {"/tmp/s0.jpg": ["night"], "/tmp/s1.jpg": []}
     undo_label(dataset, user="ann")  # back to the hard negative
     assert dict(zip(*dataset.values(["filepath", "slices"])))["/tmp/s0.jpg"] == ["night", "orange_distractor"]
+
+
+def test_relabeling_uses_the_slice_rules_the_dataset_was_imported_with(dataset):
+    """With an import's stricter rule (orange share ≥ 0.10), a 6%-orange hard negative is not an
+    orange_distractor, although the default rule (≥ 0.04) would put it there."""
+    from curation import store
+    from curation.slices import SliceConfig
+
+    store.record_slice_config(dataset, SliceConfig(orange_share=0.10))
+    dataset.add_samples([
+        fo.Sample(filepath="/tmp/r0.jpg", split="val", ground_truth=fo.Classification(label="roadwork"), orange_share=0.06),
+        fo.Sample(filepath="/tmp/r1.jpg", split="val", ground_truth=fo.Classification(label="roadwork"), orange_share=0.12),
+    ])
+    mark_hard_negative(dataset, user="ann", category="ad")
+    assert dict(zip(*dataset.values(["filepath", "slices"]))) == {"/tmp/r0.jpg": [], "/tmp/r1.jpg": ["orange_distractor"]}
+    mark_roadwork(dataset, user="ann")
+    undo_label(dataset, user="ann")
+    assert dict(zip(*dataset.values(["filepath", "slices"]))) == {"/tmp/r0.jpg": [], "/tmp/r1.jpg": ["orange_distractor"]}

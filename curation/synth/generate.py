@@ -40,6 +40,8 @@ if TYPE_CHECKING:
     import fiftyone.core.collections as foc
     from PIL import Image
 
+    from curation.slices import SliceConfig
+
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 R = TypeVar("R")
@@ -282,6 +284,7 @@ def synthesize(
     media = MediaStore(settings.media_root)
     limits = MediaLimits(min_side=min(8, int(job.width), int(job.height)))
     existing_phashes = [h for h in dataset.distinct("phash") if h]
+    slice_rules = store.slice_config(dataset)
     use_scorer = scorer is not None and job.purpose == Split.TRAIN and job.admission.reject_confident
     new_samples: list[Any] = []
     seen_hashes: set[str] = set()
@@ -311,7 +314,7 @@ def synthesize(
                 path = media.put(d)  # image first; the sample only in the final bulk add
                 existing_phashes.append(d.phash)
                 seen_hashes.add(d.sha256)
-                new_samples.append(build_sample(fo, task, d, str(path), job, pipes))
+                new_samples.append(build_sample(fo, task, d, str(path), job, pipes, slice_rules))
             bar.advance(bar_task, len(chunk))
 
     if new_samples:
@@ -321,16 +324,19 @@ def synthesize(
     return report
 
 
-def build_sample(fo: Any, task: Task, decoded: Any, path: str, job: SynthJob, pipes: SynthPipelines) -> Any:
-    """The FiftyOne sample for one admitted image: provenance, label by construction, split, slices."""
-    from curation.slices import SliceConfig, SliceInputs, brightness, compute_slices, orange_share
+def build_sample(
+    fo: Any, task: Task, decoded: Any, path: str, job: SynthJob, pipes: SynthPipelines, slice_config: SliceConfig
+) -> Any:
+    """The FiftyOne sample for one admitted image: provenance, label by construction, split, slices.
+
+    ``slice_config`` is the dataset's own rules (:func:`curation.store.slice_config`)."""
+    from curation.slices import SliceInputs, brightness, compute_slices, orange_share
 
     parent = task.parent
     prompt = task.prompt
     daytime = prompt.daytime or (parent.daytime if parent else None)
     weather = list(prompt.weather or (parent.weather if parent else ()))
     environment = prompt.scene_environment or (parent.scene_environment if parent else None)
-    slice_config = SliceConfig()
     bright = brightness(decoded.thumb)
     orange = orange_share(decoded.thumb, slice_config)
     slices = compute_slices(
