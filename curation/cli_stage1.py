@@ -33,7 +33,9 @@ def predict_command(
     saved_view: Annotated[str | None, typer.Option("--saved-view", help="Predict a saved view only.")] = None,
     view: Annotated[str, typer.Option(help="'stored' image or the 'validator' query built from it.")] = "stored",
     shard: Annotated[str | None, typer.Option(help="i/n: this worker's share (sorted ids, every n-th).")] = None,
-    batch_size: Annotated[int, typer.Option(min=1)] = 16,
+    batch_size: Annotated[
+        int, typer.Option(min=1, help="Images per forward when decoding in process; the bulk serving path uses stage1_serving.batch_images.")
+    ] = 16,
     device: Annotated[
         str | None, typer.Option(help="cpu, cuda, cuda:1 ... (default: the `stage1_serving` device, else cpu)")
     ] = None,

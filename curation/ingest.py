@@ -45,7 +45,6 @@ from curation.ingest_rules import (
     find_leaks,
     merge,
     record_split,
-    split_key,
 )
 from curation.media import MISSING, UNREADABLE, DecodedImage, ImageRejected, MediaLimits, MediaStore, decode_image
 from curation.schema import TAG_LABEL_CONFLICT, TAG_LEAK, Source, Split

@@ -82,14 +82,20 @@ def resolve_model(settings: Settings, spec: str | None, *, device: str | None = 
     ``spec`` is a saved model directory, a registered version, ``champion`` (default), or a
     backbone preset / hub id, which builds an UNTRAINED head (its predictions say so).
     ``device`` overrides the serving device; without serving settings it defaults to cpu.
+    Compiled modes keep their torch.compile artefacts under ``settings.cache_root`` unless the
+    serving config names a ``compile_cache`` file.
     """
     model = _load_model(settings, spec, device or "cpu")  # ServingModel.setup moves it to its device
     serving = settings.stage1_serving
     if serving is None:
         return model
-    from curation.stage1.serving import ServingModel
+    from curation.stage1.serving import ServingModel, compile_cache_file
 
-    return ServingModel(model, serving.replace(device=device) if device else serving)
+    if device:
+        serving = serving.replace(device=device)
+    if serving.mode != "eager" and serving.compile_cache is None:
+        serving = serving.replace(compile_cache=compile_cache_file(settings.cache_root, model.config, serving))
+    return ServingModel(model, serving)
 
 
 def _load_model(settings: Settings, spec: str | None, device: str) -> Any:

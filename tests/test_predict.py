@@ -212,5 +212,16 @@ def test_settings_choose_how_the_model_is_served(settings, tmp_path):
     serving = ServingConfig(mode="compile", path="bulk", batch_images=8, device="cuda")
     served = registry.resolve_model(settings.replace(stage1_serving=serving), str(model_dir), device="cpu")
     assert isinstance(served, ServingModel)
-    assert served.serving == serving.replace(device="cpu")  # --device overrides the settings' device
+    assert served.serving.device == "cpu"  # --device overrides the settings' device
+    assert served.serving.replace(device="cuda", compile_cache=None) == serving
     assert served.config == plain.config
+    # Compiled modes cache their artefacts under the platform's cache root, one file per backbone and step shape.
+    cache = served.serving.compile_cache
+    assert cache.parent == settings.cache_root / "torch_compile"
+    assert cache.name == "tiny-random-8x10x224-compile-blocks-bfloat16.bin"
+    query = registry.resolve_model(settings.replace(stage1_serving=serving.replace(path="query")), str(model_dir), device="cpu")
+    assert query.serving.compile_cache.name == "tiny-random-1x10x224-compile-blocks-bfloat16.bin"
+    named = registry.resolve_model(settings.replace(stage1_serving=serving.replace(compile_cache=tmp_path / "c.bin")), str(model_dir))
+    assert named.serving.compile_cache == tmp_path / "c.bin"
+    eager = registry.resolve_model(settings.replace(stage1_serving=ServingConfig(device="cpu")), str(model_dir))
+    assert eager.serving.compile_cache is None

@@ -63,6 +63,7 @@ __all__ = [
     "RapidOcrBackend",
     "RapidOcrConfig",
     "ReadConfig",
+    "RoutingConfig",
     "TextBox",
     "TextEvidence",
     "cascade_metrics",

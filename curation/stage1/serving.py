@@ -163,12 +163,27 @@ def fp8_support(device: torch.device) -> str | None:
 
 
 def load_compile_cache(path: str | Path) -> bool:
-    """Hot-load torch.compile artefacts saved by :func:`save_compile_cache`; False when the file is absent."""
+    """Hot-load torch.compile artefacts saved by :func:`save_compile_cache`.
+
+    Returns False when the file is absent or torch rejects it (corrupt, another torch version:
+    torch logs why); compilation then runs cold and :func:`save_compile_cache` rewrites the file.
+    """
     path = Path(path)
     if not path.is_file():
         return False
-    torch.compiler.load_cache_artifacts(path.read_bytes())
-    return True
+    return torch.compiler.load_cache_artifacts(path.read_bytes()) is not None
+
+
+def compile_cache_file(cache_root: Path, config: Stage1Config, serving: ServingConfig) -> Path:
+    """Where the platform keeps the torch.compile artefacts of one backbone and static step shape.
+
+    Compiled code depends on shapes and dtypes, not on weights, so every model version on the same
+    backbone and serving configuration shares the file (max-autotune took 323 s on an H100: once).
+    """
+    backbone = "".join(c if c.isalnum() or c in "-_." else "_" for c in config.backbone)
+    shape = f"{serving.step_images}x{config.views.num_views}x{config.views.size}"
+    variant = f"{serving.mode}-{serving.compile_scope}-{serving.dtype}{'-fp8' if serving.fp8 else ''}{'-autotune' if serving.autotune else ''}"
+    return cache_root / "torch_compile" / f"{backbone}-{shape}-{variant}.bin"
 
 
 def save_compile_cache(path: str | Path) -> int:

@@ -108,6 +108,8 @@ def test_compile_artifacts_round_trip(compiled, tmp_path):
     assert not load_compile_cache(path)
     assert save_compile_cache(path) > 0 and path.stat().st_size > 0
     assert load_compile_cache(path)
+    path.write_bytes(b"not torch.compile artefacts")  # corrupt or from another torch: compile cold instead
+    assert not load_compile_cache(path)
 
 
 # Bulk loader -------------------------------------------------------------------------------------------
