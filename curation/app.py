@@ -39,7 +39,7 @@ from typing import IO, Any
 
 from rich.console import Console
 
-from curation.config import Settings
+from curation.config import SETTINGS_FILE_ENV, Settings
 from curation.errors import ConfigError, CurationError
 
 PARENT_PID_ENV = "CURATION_WORKER_PARENT_PID"
@@ -47,11 +47,14 @@ PARENT_PID_ENV = "CURATION_WORKER_PARENT_PID"
 
 
 # Environment shared by the App server and the worker ------------------------------------------
-def child_env(settings: Settings, base: Mapping[str, str] | None = None) -> dict[str, str]:
+def child_env(
+    settings: Settings, base: Mapping[str, str] | None = None, *, settings_file: Path | None = None
+) -> dict[str, str]:
     """Environment for the App server and worker: plugins dir and database of ``settings``.
 
     ``FIFTYONE_DATABASE_NAME`` and friends are inherited from ``base`` (``os.environ``), so a
-    child sees the same datasets as this process.
+    child sees the same datasets as this process. ``settings_file`` (``--settings``) becomes the
+    children's ``CURATION_SETTINGS``: operators load their settings there (``stage1_serving``...).
     """
     plugins = settings.plugins_root
     if not plugins.is_dir():
@@ -61,6 +64,8 @@ def child_env(settings: Settings, base: Mapping[str, str] | None = None) -> dict
     env["CURATION_PLUGINS_DIR"] = str(plugins.resolve())
     if settings.database_uri:
         env["FIFTYONE_DATABASE_URI"] = settings.database_uri
+    if settings_file is not None:
+        env[SETTINGS_FILE_ENV] = str(Path(settings_file).resolve())
     env.setdefault("FIFTYONE_DATABASE_VALIDATION", "false")
     env.setdefault("FIFTYONE_DO_NOT_TRACK", "true")
     return env
@@ -278,13 +283,16 @@ def worker_process(
 
 
 # Commands -------------------------------------------------------------------------------------
-def serve(settings: Settings, with_worker: bool = True, console: Console | None = None) -> None:
+def serve(
+    settings: Settings, with_worker: bool = True, console: Console | None = None, *, settings_file: Path | None = None
+) -> None:
     """Launch the App on the platform dataset (and a worker), wait, stop both on Ctrl-C.
 
     Args:
         settings: dataset name, bind address and port, plugins directory, database.
         with_worker: also start a delegated-operation worker.
         console: where messages go.
+        settings_file: the ``--settings`` file ``settings`` came from, handed to the children.
     """
     from curation import store
     from curation.operators import configure_plugins
@@ -292,7 +300,7 @@ def serve(settings: Settings, with_worker: bool = True, console: Console | None 
     console = console or Console()
     store.connect(settings)  # before FiftyOne is imported, so its env defaults apply
     configure_plugins(settings)
-    env = child_env(settings)
+    env = child_env(settings, settings_file=settings_file)
     dataset = store.open_dataset(settings)
     server = AppServer(settings.app_host, settings.app_port, env, detach_sigint=True)
     worker = worker_process(env, detach_sigint=True) if with_worker else None

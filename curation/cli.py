@@ -130,15 +130,21 @@ def app_command(
         settings = settings.replace(app_port=port)
     if address is not None:
         settings = settings.replace(app_host=address)
-    serve(settings, with_worker=worker, console=console)
+    serve(settings, with_worker=worker, console=console, settings_file=settings_file)
 
 
 @command("worker")
 def worker_command(settings_file: SettingsOption = None) -> None:
     """Run a delegated-operation worker alone (executes jobs queued from the App)."""
-    from curation.app import run_worker
+    import os
 
-    run_worker(load_settings(settings_file), console=console)
+    from curation.app import run_worker
+    from curation.config import SETTINGS_FILE_ENV
+
+    settings = load_settings(settings_file)
+    if settings_file is not None:  # the operators this process runs load their settings from the environment
+        os.environ[SETTINGS_FILE_ENV] = str(settings_file.resolve())
+    run_worker(settings, console=console)
 
 
 

@@ -183,7 +183,9 @@ def _coerce(annotation: Any, value: Any, where: str) -> Any:
                 value = yaml.safe_load(value)
             except yaml.YAMLError as e:
                 raise ConfigError(f"{where} is not valid YAML ({e}).") from None
-        return from_mapping(target, value or {}, source=where)  # type: ignore[arg-type]
+            if value is None:  # `export CURATION_X=` or `null` switches an optional section off
+                return None
+        return from_mapping(target, value, source=where)  # type: ignore[arg-type]
     if typing.get_origin(target) is tuple and isinstance(value, list):
         return tuple(value)
     name = getattr(target, "__name__", str(target))

@@ -266,11 +266,6 @@ def ingest(
     config = config or IngestConfig()
     importer.setup()
     summary = IngestSummary(source=str(importer.source), path=str(getattr(importer, "path", "")))
-    if store.record_slice_config(dataset, config.slices):
-        summary.warnings.append(
-            "The slice rules differ from the previous import's: samples this import does not touch keep slices "
-            "computed by the old rules until their source is imported again; labeling and synthesis now use the new rules."
-        )
     store.ensure_identity_index(dataset)
     index = _Index.load(dataset)
     group_splits = natix_group_splits(importer, index, config.split) if importer.source == Source.NATIX else {}
@@ -304,6 +299,11 @@ def ingest(
             bar.advance(task, len(batch))
 
     summary.warnings.extend(importer.warnings)
+    if store.record_slice_config(dataset, config.slices):  # after the import: a failed one changes no rules
+        summary.warnings.append(
+            "The slice rules differ from the previous import's: samples this import does not touch keep slices "
+            "computed by the old rules until their source is imported again; labeling and synthesis now use the new rules."
+        )
     summary.leaks_tagged, summary.leaks_cleared = retag_leaks(dataset, max_distance=int(config.leak_hamming))
     _finish(dataset, summary)
     return summary

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 from curation import store
 from curation.errors import InputError
 from curation.media import open_rgb
+from curation.registry import jsonable
 
 if TYPE_CHECKING:
     import fiftyone.core.collections as foc
@@ -135,6 +136,8 @@ def _in_process(
     model: Stage1Model, ids: Sequence[str], paths: dict[str, str], seeds: dict[str, int] | None, batch_size: int
 ) -> Iterator[_Predicted]:
     """Decode in this process, ``batch_size`` images per :meth:`Stage1Model.predict` call."""
+    from PIL import Image
+
     from curation.stage1.validator_view import validator_query
 
     for start in range(0, len(ids), batch_size):
@@ -143,7 +146,7 @@ def _in_process(
         for sample_id in batch:
             try:
                 image = open_rgb(paths[sample_id])
-            except (OSError, ValueError) as e:
+            except (OSError, ValueError, Image.DecompressionBombError) as e:
                 skipped.append((paths[sample_id], f"{type(e).__name__}: {e}"))
                 continue
             images.append(image if seeds is None else validator_query(image, seeds[sample_id]))
@@ -252,7 +255,7 @@ def predict_collection(
             "trained": model.config.trained,
             "view": view,
             "view_policy": dataclasses.asdict(model.config.views),
-            "serving": dataclasses.asdict(model.serving) if hasattr(model, "serving") else None,
+            "serving": jsonable(dataclasses.asdict(model.serving)) if hasattr(model, "serving") else None,
             "threshold": model.config.threshold,
             "fields": names,
             "shard": f"{shard.index}/{shard.count}",

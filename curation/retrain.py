@@ -395,7 +395,9 @@ def run_retrain(settings: Settings, config: RetrainConfig, *, run_name: str | No
     state.mark("calibrate", calibration)
 
     champion_version = registry.champion_version(settings)
-    champion = registry.resolve_model(settings, "champion") if champion_version else None
+    # Both models are scored the same way, on the plain Stage-1 path: a served champion (another
+    # dtype, compiled) would make the paired comparison compare numerics as well as models.
+    champion = registry.resolve_model(settings.replace(stage1_serving=None), "champion") if champion_version else None
     evaluation: dict[str, Any] = {}
     decided = {"challenger": (calib.p >= model.config.threshold).astype(int)}
     evaluation["challenger"] = {"calib": slice_rows(calib, decided["challenger"])}

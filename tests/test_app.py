@@ -112,6 +112,10 @@ def test_child_env_points_children_at_the_plugins_and_database(settings):
     assert env["FIFTYONE_PLUGINS_DIR"] == str(settings.plugins_root.resolve())
     assert env["FIFTYONE_DATABASE_URI"] == "mongodb://db.example:27017"
     assert env["FIFTYONE_DATABASE_NAME"] == "x"
+    assert "CURATION_SETTINGS" not in env
+    # `curation app --settings FILE`: the server and worker load the same file when operators run.
+    env = child_env(settings, base={"CURATION_SETTINGS": "/other.yaml"}, settings_file=Path("s.yaml"))
+    assert env["CURATION_SETTINGS"] == str(Path("s.yaml").resolve())
     with pytest.raises(ConfigError, match="Plugins directory"):
         child_env(settings.replace(plugins_dir=Path("/nonexistent/plugins")))
 

@@ -80,9 +80,14 @@ def test_predict_serves_the_model_as_the_settings_say(dataset, settings, tmp_pat
     dataset.add_samples([fo.Sample(filepath=str(p)) for p in paths])
     monkeypatch.setenv("CURATION_DATASET_NAME", settings.dataset_name)
     monkeypatch.setenv("CURATION_STAGE1_SERVING", "{path: bulk, dtype: float32, batch_images: 2, num_workers: 1}")
+    from curation.stage1.serving import ServingModel
+
+    streamed = []
+    real_forward_files = ServingModel.forward_files
+    monkeypatch.setattr(ServingModel, "forward_files", lambda self, p, **kw: streamed.append(len(p)) or real_forward_files(self, p, **kw))
     result = runner.invoke(app, ["predict", "--model", str(tmp_path / "m"), "--device", "cpu"])
     assert result.exit_code == 0, result.output
     assert "Predicted 3 samples" in result.output
-    assert dataset.exists("stage1").count() == 3
+    assert dataset.exists("stage1").count() == 3 and streamed == [3]  # through the bulk loader
     (run,) = store.list_runs(dataset, "predict")
     assert run["serving"]["path"] == "bulk" and run["serving"]["device"] == "cpu"

@@ -87,6 +87,10 @@ def test_stage1_serving_from_file_and_from_yaml_in_the_environment(tmp_path):
     assert Settings.load(f, env={}).stage1_serving == ServingConfig(mode="cuda_graph", path="bulk", batch_images=64)
     s = Settings.load(f, env={"CURATION_STAGE1_SERVING": "{mode: compile, num_workers: 0}"})
     assert s.stage1_serving == ServingConfig(mode="compile", num_workers=0)  # the variable replaces the section
+    for off in ("", "null"):  # `export CURATION_STAGE1_SERVING=` switches serving off, even over the file
+        assert Settings.load(f, env={"CURATION_STAGE1_SERVING": off}).stage1_serving is None
+    assert Settings.load(env={"CURATION_STAGE1_SERVING": "{}"}).stage1_serving == ServingConfig()  # all defaults
+    assert ServingConfig().dtype is None  # serve the model's own dtype unless told otherwise
     with pytest.raises(ConfigError, match=r"Unknown key `modes`.*Did you mean `mode`"):
         Settings.load(env={"CURATION_STAGE1_SERVING": "{modes: compile}"})
     with pytest.raises(ConfigError, match="`stage1_serving` is not valid YAML"):

@@ -21,6 +21,7 @@ from curation import store
 from curation.ingest import IngestConfig, ingest, make_importer
 from curation.ingest_rules import SplitConfig
 from curation.schema import TAG_LABEL_CONFLICT, TAG_LEAK
+from curation.slices import SliceConfig
 
 CONFIG = IngestConfig(split=SplitConfig(val_fraction=0.25, calib_fraction=0.25), batch_size=16)
 
@@ -293,18 +294,19 @@ def test_unmapped_class_stops_before_writing(dataset, settings, tmp_path):
     write_roadwork(tmp_path / "rw", [{"id": 1, "file_name": "a.jpg", "seed": 1}],
                    [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [1, 1, 5, 5]}], categories=cats)
     with pytest.raises(InputError, match="Flying Saucer"):
-        run(dataset, settings, "roadwork", tmp_path / "rw")
+        run(dataset, settings, "roadwork", tmp_path / "rw", config=IngestConfig(slices=SliceConfig(orange_share=0.5)))
     assert len(dataset) == 0
+    dataset.reload()
+    assert store.slice_config(dataset) == SliceConfig()  # a failed import changes no slice rules
 
 
 def test_import_records_its_slice_rules_and_says_when_they_change(dataset, settings, natix_dir):
-    from curation.slices import SliceConfig
-
     assert store.slice_config(dataset) == SliceConfig()  # before any import: the defaults
     first = run(dataset, settings, "natix", natix_dir)
     assert store.slice_config(dataset) == SliceConfig() and not any("slice rules" in w for w in first.warnings)
     stricter = IngestConfig(split=CONFIG.split, batch_size=16, slices=SliceConfig(orange_share=0.2, night_daytime=("night",)))
     second = run(dataset, settings, "natix", natix_dir, config=stricter)
+    dataset.reload()
     assert store.slice_config(dataset) == stricter.slices  # tuples survive the round trip through MongoDB
     assert any("slice rules differ" in w for w in second.warnings)
     third = run(dataset, settings, "natix", natix_dir, config=stricter)

@@ -156,7 +156,7 @@ def _served(path: str = "bulk"):
 
 
 @pytest.mark.parametrize("view", ["stored", "validator"])
-def test_bulk_loader_writes_what_the_in_process_path_writes(dataset, tmp_path, model, view):
+def test_bulk_loader_writes_what_the_in_process_path_writes(dataset, tmp_path, model, view, monkeypatch):
     """Worker-decoded files give the same fields as in-process decoding, and unreadable files —
     one whole loader batch of them included — are skipped and reported without shifting any sample."""
     good = _images(tmp_path, 5)
@@ -168,7 +168,12 @@ def test_bulk_loader_writes_what_the_in_process_path_writes(dataset, tmp_path, m
 
     plain = predict_collection(dataset, model, batch_size=3, view=view, field_prefix="plain_", progress=False)
     served = _served()
+    served.serving = served.serving.replace(compile_cache=tmp_path / "cache" / "unused.bin")  # a Path in the run record
+    streamed = []
+    real_forward_files = served.forward_files
+    monkeypatch.setattr(served, "forward_files", lambda paths, **kw: streamed.append(list(paths)) or real_forward_files(paths, **kw))
     report = predict_collection(dataset, served, view=view, progress=False)
+    assert streamed == [[s.filepath for s in dataset.sort_by("_id")]]  # every file went through the loader once
 
     assert report.n_predicted == plain.n_predicted == 5
     assert sorted(p for p, _ in report.skipped) == sorted(p for p, _ in plain.skipped) == sorted(map(str, bad))
@@ -186,6 +191,7 @@ def test_bulk_loader_writes_what_the_in_process_path_writes(dataset, tmp_path, m
         assert s.gate_features == pytest.approx(s.plain_gate_features, abs=1e-6)
     run = store.list_runs(dataset, "predict")[0]  # newest first
     assert run["serving"]["path"] == "bulk" and run["n_skipped"] == 2
+    assert run["serving"]["compile_cache"] == str(tmp_path / "cache" / "unused.bin")
 
 
 def test_query_path_serving_model_predicts_in_process(dataset, tmp_path, model):
@@ -218,9 +224,9 @@ def test_settings_choose_how_the_model_is_served(settings, tmp_path):
     # Compiled modes cache their artefacts under the platform's cache root, one file per backbone and step shape.
     cache = served.serving.compile_cache
     assert cache.parent == settings.cache_root / "torch_compile"
-    assert cache.name == "tiny-random-8x10x224-compile-blocks-bfloat16.bin"
+    assert cache.name == "tiny-random-8x10x224-compile-blocks-float32.bin"
     query = registry.resolve_model(settings.replace(stage1_serving=serving.replace(path="query")), str(model_dir), device="cpu")
-    assert query.serving.compile_cache.name == "tiny-random-1x10x224-compile-blocks-bfloat16.bin"
+    assert query.serving.compile_cache.name == "tiny-random-1x10x224-compile-blocks-float32.bin"
     named = registry.resolve_model(settings.replace(stage1_serving=serving.replace(compile_cache=tmp_path / "c.bin")), str(model_dir))
     assert named.serving.compile_cache == tmp_path / "c.bin"
     eager = registry.resolve_model(settings.replace(stage1_serving=ServingConfig(device="cpu")), str(model_dir))

@@ -37,6 +37,7 @@ CONFIG = RetrainConfig(
 def test_promote_refuse_resume_force_and_restore(settings, loaded, monkeypatch):
     import curation.export.bundle as bundle
     import curation.retrain as retrain
+    from curation.stage1.serving_config import ServingConfig
     from curation.labeling import mark_hard_negative
 
     # 1. No champion yet: the first trained model is promoted, exported and registered.
@@ -67,8 +68,12 @@ def test_promote_refuse_resume_force_and_restore(settings, loaded, monkeypatch):
     assert not any(p.name.startswith(".") for p in settings.registry_root.iterdir())
     monkeypatch.undo()
     monkeypatch.setattr(retrain, "train_challenger", lambda *a, **k: pytest.fail("resume must not retrain"))
-    second = run_retrain(settings, CONFIG, run_name="r2")
+    served_as = []  # the champion is scored like the challenger, on the plain path, whatever serving is configured
+    real_resolve = registry.resolve_model
+    monkeypatch.setattr(registry, "resolve_model", lambda s, spec, **kw: served_as.append(s.stage1_serving) or real_resolve(s, spec, **kw))
+    second = run_retrain(settings.replace(stage1_serving=ServingConfig(device="cpu", dtype="bfloat16")), CONFIG, run_name="r2")
     monkeypatch.undo()
+    assert served_as == [None]
 
     # 4. Same data, same seed: no better than the champion, so it is registered but refused.
     assert not second.promoted and second.version == "0.2.0"

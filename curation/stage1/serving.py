@@ -182,7 +182,7 @@ def compile_cache_file(cache_root: Path, config: Stage1Config, serving: ServingC
     """
     backbone = "".join(c if c.isalnum() or c in "-_." else "_" for c in config.backbone)
     shape = f"{serving.step_images}x{config.views.num_views}x{config.views.size}"
-    variant = f"{serving.mode}-{serving.compile_scope}-{serving.dtype}{'-fp8' if serving.fp8 else ''}{'-autotune' if serving.autotune else ''}"
+    variant = f"{serving.mode}-{serving.compile_scope}-{serving.dtype or config.dtype}{'-fp8' if serving.fp8 else ''}{'-autotune' if serving.autotune else ''}"
     return cache_root / "torch_compile" / f"{backbone}-{shape}-{variant}.bin"
 
 
@@ -246,6 +246,11 @@ class ServingModel(Stage1Model):
         """:meth:`Stage1Model.load` (a saved model directory), served by ``serving``."""
         return cls(Stage1Model.load(directory, backbone=backbone, device=device), serving)
 
+    @property
+    def serving_dtype(self) -> torch.dtype:
+        """The backbone's serving dtype: the serving config's, else the model's own."""
+        return DTYPES[self.serving.dtype or self.config.dtype]
+
     # Preparation ---------------------------------------------------------------------------------
     def setup(self) -> SetupReport:
         """Place, cast, quantise, compile and capture; the first prediction calls it when not yet done.
@@ -269,8 +274,8 @@ class ServingModel(Stage1Model):
             raise ConfigError(reason)
         self.eval()
         self.to(device)
-        if self.backbone.dtype != DTYPES[cfg.dtype]:  # skipped when prepared before: would upcast FP8 buffers
-            self.backbone.to(DTYPES[cfg.dtype])
+        if self.backbone.dtype != self.serving_dtype:  # skipped when prepared before: would upcast FP8 buffers
+            self.backbone.to(self.serving_dtype)
         fp8_linears = quantize_fp8(self.backbone) if cfg.fp8 else 0
         self._copy_stream = torch.cuda.Stream(device) if device.type == "cuda" else None
         compile_s = capture_s = 0.0
@@ -328,7 +333,7 @@ class ServingModel(Stage1Model):
         n = self.serving.step_images * policy.num_views
         generator = torch.Generator(device=device).manual_seed(0)
         shape = (n, 3, policy.size, policy.size)
-        return torch.randn(shape, generator=generator, device=device, dtype=DTYPES[self.serving.dtype])
+        return torch.randn(shape, generator=generator, device=device, dtype=self.serving_dtype)
 
     # The step ----------------------------------------------------------------------------------------
     def _step(self, views: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -353,7 +358,7 @@ class ServingModel(Stage1Model):
             raise InputError(f"`views` must be [N·{num_views}, 3, S, S] for this view policy; got {tuple(views.shape)}.")
         # The backbone casts its input to its dtype first, so casting here changes no value; it
         # keeps one dtype (one compiled graph) whatever the caller passes.
-        views = views.to(self.device, DTYPES[self.serving.dtype], non_blocking=True)
+        views = views.to(self.device, self.serving_dtype, non_blocking=True)
         if self.serving.mode == "eager":
             return Stage1Output(*self._run(views))
         step = self.serving.step_images * num_views
@@ -405,7 +410,7 @@ class ServingModel(Stage1Model):
         if self._run is None:
             self.setup()
         workers = self.serving.num_workers
-        dataset = _ViewDataset([str(p) for p in paths], validator_seeds, self.config.views, DTYPES[self.serving.dtype])
+        dataset = _ViewDataset([str(p) for p in paths], validator_seeds, self.config.views, self.serving_dtype)
         loader = torch.utils.data.DataLoader(
             dataset,
             batch_size=self.serving.step_images,

@@ -28,7 +28,10 @@ class ServingConfig:
     Attributes:
         mode: ``eager`` | ``compile`` | ``cuda_graph`` (see :mod:`curation.stage1.serving`).
         path: ``query`` (one image per step) | ``bulk`` (``batch_images`` per step).
-        dtype: backbone dtype, ``bfloat16`` | ``float32``; the head stays float32.
+        dtype: backbone dtype, ``bfloat16`` | ``float32``; the head stays float32. None (default)
+            serves the model's own dtype (``Stage1Config.dtype``): the numbers its temperature and
+            threshold were calibrated on. ``bfloat16`` is the fast choice on a GPU; check |Δp|
+            against the model's dtype (``bench/stage1_gpu.py`` prints it) before serving it.
         fp8: replace the transformer blocks' linears with row-scaled FP8 (e4m3) matmuls; needs
             ``dtype: bfloat16`` and a CUDA GPU of compute capability ≥ 9.0.
         device: ``auto`` (CUDA when available), ``cpu``, ``cuda`` or ``cuda:N``.
@@ -46,7 +49,7 @@ class ServingConfig:
 
     mode: str = "eager"
     path: str = "query"
-    dtype: str = "bfloat16"
+    dtype: str | None = None
     fp8: bool = False
     device: str = "auto"
     batch_images: int = 32
@@ -60,7 +63,7 @@ class ServingConfig:
     def __post_init__(self) -> None:
         for key, allowed in (("mode", MODES), ("path", PATHS), ("dtype", SERVING_DTYPES), ("compile_scope", COMPILE_SCOPES)):
             value = getattr(self, key)
-            if value not in allowed:
+            if value not in allowed and not (key == "dtype" and value is None):
                 raise ConfigError(
                     f"The `{key}` parameter must be one of {', '.join(allowed)}. Got {value!r} instead."
                     f"{suggest(str(value), allowed)}"
@@ -77,7 +80,7 @@ class ServingConfig:
                 what = "`mode: cuda_graph`" if self.mode == "cuda_graph" else "`fp8`"
                 raise ConfigError(f"{what} needs a CUDA device; `device` is {self.device!r}.")
         if self.fp8 and self.dtype != "bfloat16":
-            raise ConfigError(f"`fp8` needs `dtype: bfloat16` (FP8 matmuls write bf16). Got dtype {self.dtype!r}.")
+            raise ConfigError(f"`fp8` needs `dtype: bfloat16`, set explicitly (FP8 matmuls write bf16). Got dtype {self.dtype!r}.")
 
     @property
     def step_images(self) -> int:

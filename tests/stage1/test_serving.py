@@ -163,7 +163,7 @@ def test_cuda_only_features_refuse_without_cuda(monkeypatch):
     with pytest.raises(ConfigError, match="needs a CUDA device"):
         ServingModel(_model(), ServingConfig(device="cuda")).setup()
     with pytest.raises(ConfigError, match=r"`fp8` needs a CUDA GPU of compute capability ≥ 9\.0"):
-        ServingModel(_model(), ServingConfig(fp8=True)).setup()
+        ServingModel(_model(), ServingConfig(fp8=True, dtype="bfloat16")).setup()
     with pytest.raises(ConfigError, match="`mode: cuda_graph` needs a CUDA device; `device` is 'cpu'"):
         ServingConfig(mode="cuda_graph", device="cpu")
 

@@ -60,6 +60,21 @@ def test_text2img_writes_files_and_exact_fields(dataset, settings, real_pipes):
     assert all(spec.name in schema for spec in SYNTH_FIELDS)
 
 
+def test_synthetic_samples_get_the_slice_rules_the_dataset_was_imported_with(dataset, settings, real_pipes):
+    """Under an import's rule orange_share ≥ 0 every synthetic hard negative is an orange_distractor;
+    under orange_share ≥ 1 (every pixel orange) none of these noisy images is."""
+    from curation import store
+    from curation.slices import SliceConfig
+
+    store.record_slice_config(dataset, SliceConfig(orange_share=0.0))
+    first = synthesize(dataset, job(count=2, seed=11), settings=settings, pipelines=real_pipes, progress=False)
+    store.record_slice_config(dataset, SliceConfig(orange_share=1.0))
+    second = synthesize(dataset, job(count=2, seed=21), settings=settings, pipelines=real_pipes, progress=False)
+    assert len(first.added) == len(second.added) == 2
+    assert all("orange_distractor" in dataset[i].slices for i in first.added)
+    assert not any("orange_distractor" in dataset[i].slices for i in second.added)
+
+
 def test_same_seed_gives_identical_bytes_and_reruns_dedupe(dataset, settings, real_pipes):
     j = job(count=2, seed=42, kind="positive")
     tasks = plan_tasks(j, load_prompt_bank(), [], random_weights=False)
