@@ -62,16 +62,21 @@ def test_bad_settings_file_exit_code(tmp_path: Path):
 
 
 def test_predict_serves_the_model_as_the_settings_say(dataset, settings, tmp_path, monkeypatch):
-    """`curation predict` with `stage1_serving` from the environment runs the bulk loader and says so in its run record."""
+    """`curation predict` with a compiled bulk `stage1_serving` from the environment: files go through the
+    loader, the compiled step gives the eager probabilities, its artefacts land in the platform's cache
+    and the run record says how the model was served."""
     import fiftyone as fo
     import numpy as np
+    import pytest
     from PIL import Image
 
     from curation import store
     from curation.stage1.backbone import tiny_random_backbone
     from curation.stage1.model import Stage1Config, Stage1Model
+    from curation.stage1.serving import ServingModel
 
-    Stage1Model.build(Stage1Config(), backbone=tiny_random_backbone(seed=0)).save(tmp_path / "m")
+    model = Stage1Model.build(Stage1Config(), backbone=tiny_random_backbone(seed=0))
+    model.save(tmp_path / "m")
     rng = np.random.default_rng(0)
     paths = []
     for i in range(3):
@@ -79,15 +84,20 @@ def test_predict_serves_the_model_as_the_settings_say(dataset, settings, tmp_pat
         Image.fromarray(rng.integers(0, 256, (120, 160, 3), dtype=np.uint8)).save(paths[-1])
     dataset.add_samples([fo.Sample(filepath=str(p)) for p in paths])
     monkeypatch.setenv("CURATION_DATASET_NAME", settings.dataset_name)
-    monkeypatch.setenv("CURATION_STAGE1_SERVING", "{path: bulk, dtype: float32, batch_images: 2, num_workers: 1}")
-    from curation.stage1.serving import ServingModel
-
+    monkeypatch.setenv("CURATION_HOME", str(settings.home))
+    monkeypatch.setenv("CURATION_STAGE1_SERVING", "{mode: compile, path: bulk, dtype: float32, batch_images: 2, num_workers: 1}")
     streamed = []
     real_forward_files = ServingModel.forward_files
     monkeypatch.setattr(ServingModel, "forward_files", lambda self, p, **kw: streamed.append(len(p)) or real_forward_files(self, p, **kw))
     result = runner.invoke(app, ["predict", "--model", str(tmp_path / "m"), "--device", "cpu"])
     assert result.exit_code == 0, result.output
     assert "Predicted 3 samples" in result.output
-    assert dataset.exists("stage1").count() == 3 and streamed == [3]  # through the bulk loader
+    assert streamed == [3]  # through the bulk loader: steps of 2 images, the second padded
+    by_path = dict(zip(*dataset.values(["filepath", "stage1.p_roadwork"])))
+    eager = model.predict([Image.open(p).convert("RGB") for p in paths])
+    assert [by_path[str(p)] for p in paths] == pytest.approx([e.p_roadwork for e in eager], abs=1e-5)
+    cache = settings.home / "cache" / "torch_compile" / "tiny-random-2x10x224-compile-blocks-float32.bin"
+    assert cache.stat().st_size > 0
     (run,) = store.list_runs(dataset, "predict")
-    assert run["serving"]["path"] == "bulk" and run["serving"]["device"] == "cpu"
+    assert run["serving"]["mode"] == "compile" and run["serving"]["device"] == "cpu"
+    assert run["serving"]["compile_cache"] == str(cache)
