@@ -150,6 +150,8 @@ def mine_command(
             f"{report.n_passed} of {report.n_candidates} candidates have hardness ≥ {min_hardness}; "
             f"tagged {len(report.selected_ids)} as {report.tag}. Saved view: {LATEST_VIEW}."
         )
+    if report.note:
+        console.print(f"[yellow]note:[/] {report.note}")
 
 
 @command("run")

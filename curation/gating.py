@@ -5,6 +5,10 @@ cross-fitted (out-of-fold, sequence-grouped) risks on val, never in-sample ones;
 runs on calib only, with its threshold grid fixed from val risks. ``stage1_correct`` is written
 only where Stage-1 never trained (val, calib, test), since in-sample correctness on train says
 nothing about routing.
+
+One model at a time: the gate reads one model's gate features, so it is fit on, and writes
+``failure_risk`` for, the samples that model predicted; samples still holding another model's
+predictions (the daily job does not re-predict test) get no ``failure_risk`` until predicted again.
 """
 
 from __future__ import annotations
@@ -38,25 +42,56 @@ class GateReport:
 
 
 def _features(collection: foc.SampleCollection) -> tuple[list[str], np.ndarray, list[str], np.ndarray, list[str | None]]:
-    """(ids, gate feature matrix, names, correct, sequence groups) for samples with predictions and labels."""
+    """(ids, gate feature matrix, names, correct, sequence groups) for samples with predictions and labels.
+
+    ``collection`` holds one model's predictions, so every sample has the same feature names."""
     ids, feats, pred, truth, groups = collection.exists("gate_features").exists("ground_truth").values(
         ["id", "gate_features", "stage1.label", "ground_truth.label", "sequence_group"]
     )
     if not ids:
         return [], np.zeros((0, 0)), [], np.zeros(0, dtype=bool), []
     names = sorted(feats[0])
-    x = np.array([[f[n] for n in names] for f in feats], dtype=np.float64)
+    x = _matrix(ids, feats, names)
     correct = np.array([p == t for p, t in zip(pred, truth, strict=True)], dtype=bool)
     return ids, x, names, correct, groups
+
+
+def _matrix(ids: list[str], feats: list[dict[str, float]], names: list[str]) -> np.ndarray:
+    for sample_id, f in zip(ids, feats, strict=True):
+        if missing := [n for n in names if n not in f]:
+            raise InputError(
+                f"Sample {sample_id} has gate features without {missing} although it is from the same model; "
+                "predict it again (`curation predict`)."
+            )
+    return np.array([[f[n] for n in names] for f in feats], dtype=np.float64).reshape(len(ids), len(names))
 
 
 def write_routing_labels(collection: foc.SampleCollection) -> int:
     """``stage1_correct`` on held-out splits (val, calib, test); returns how many were written."""
     held_out = collection.match({"split": {"$in": [schema.Split.VAL, schema.Split.CALIB, schema.Split.TEST]}})
-    held_out = held_out.match_tags(schema.TAG_LABEL_CONFLICT, bool=False)
-    ids, _, _, correct, _ = _features(held_out)
-    store.set_values_by_id(collection._root_dataset, "stage1_correct", dict(zip(ids, correct.tolist())))
+    held_out = held_out.match_tags(schema.TAG_LABEL_CONFLICT, bool=False).exists("stage1").exists("ground_truth")
+    ids, pred, truth = held_out.values(["id", "stage1.label", "ground_truth.label"])
+    correct = {sid: p == t for sid, p, t in zip(ids, pred, truth, strict=True)}
+    store.set_values_by_id(collection._root_dataset, "stage1_correct", correct)
     return len(ids)
+
+
+def gate_model_version(dataset: Any) -> str | None:
+    """The model whose predictions the gate is fit for: the one that predicted val.
+
+    Raises:
+        InputError: val holds predictions of several models (predict val with one model first).
+    """
+    val = dataset.match({"split": schema.Split.VAL}).exists("gate_features")
+    versions = sorted(set(val.values("model_version")), key=str)
+    if len(versions) > 1:
+        counts = val.count_values("model_version")
+        which = ", ".join(f"{v} ({counts[v]} samples)" for v in versions)
+        raise InputError(
+            f"Val holds predictions of several models: {which}; the gate is fit for one. "
+            "Predict val with one model (`curation predict --split val`) first."
+        )
+    return versions[0] if versions else None
 
 
 @dataclass(frozen=True, eq=False)
@@ -119,12 +154,21 @@ def fit_and_apply_gate(
     alpha: float = 0.1,
     delta: float = 0.1,
     n_splits: int = 5,
+    model_version: str | None = None,
 ) -> GateReport:
-    """Fit the gate on val, run Learn-then-Test on calib, and write ``failure_risk`` everywhere."""
+    """Fit the gate on val, run Learn-then-Test on calib, and write ``failure_risk``.
+
+    Args:
+        model_version: the model whose predictions the gate is for (default: the one that
+            predicted val, :func:`gate_model_version`). Samples predicted by another model get
+            ``failure_risk`` None: their features are not this gate's.
+    """
     from curation.stage1.gate_plots import plot_risk_coverage
 
     write_routing_labels(dataset)
-    clean = dataset.match_tags(schema.TAG_LABEL_CONFLICT, bool=False)
+    version = model_version if model_version is not None else gate_model_version(dataset)
+    current = dataset.match({"model_version": version})
+    clean = current.match_tags(schema.TAG_LABEL_CONFLICT, bool=False)
     _, x_val, names, correct_val, groups = _features(clean.match({"split": schema.Split.VAL}))
     _, x_cal, _, correct_cal, _ = _features(clean.match({"split": schema.Split.CALIB}))
     fitted = fit_gate_arrays(
@@ -136,8 +180,10 @@ def fit_and_apply_gate(
     payload = {"gate": fitted.gate.to_dict(), "ltt": fitted.ltt, "alpha": alpha, "delta": delta}
     gate_path.write_text(json.dumps(payload, indent=2, default=registry.json_default) + "\n")
 
-    ids, x_all = _features_any(dataset, names)
-    store.set_values_by_id(dataset, "failure_risk", dict(zip(ids, fitted.gate.predict_risk(x_all, feature_names=names).tolist())))
+    ids, feats = current.exists("gate_features").values(["id", "gate_features"])
+    risks = dict(zip(ids, fitted.gate.predict_risk(_matrix(ids, feats, names), feature_names=names).tolist()))
+    stale = dataset.exists("failure_risk").match({"model_version": {"$ne": version}}).values("id")
+    store.set_values_by_id(dataset, "failure_risk", {**dict.fromkeys(stale), **risks})
     m = fitted.metrics
     report = GateReport(
         n_val=len(correct_val),
@@ -152,11 +198,3 @@ def fit_and_apply_gate(
 
 
 LTT_SUMMARY_KEYS = ("threshold", "coverage", "selective_risk", "n_accepted", "n_errors", "alpha", "delta", "reason")
-
-
-def _features_any(dataset: Any, names: list[str]) -> tuple[list[str], np.ndarray]:
-    ids, feats = dataset.exists("gate_features").values(["id", "gate_features"])
-    x = np.array([[f.get(n, np.nan) for n in names] for f in feats], dtype=np.float64).reshape(len(ids), len(names))
-    return ids, x
-
-

@@ -8,15 +8,27 @@ read for the whole pool; embeddings are fetched for the shortlist alone. On 1,00
 (~750k candidates) a pass took ~42 s and 0.9 GB on the 2-core machine (``bench/mining.py``),
 most of it MongoDB stamping ``hardness`` and ``last_modified_at`` on every candidate.
 
-Safety: one run per day holds an expiring lock in the database; the day's tag and the saved
-view are written only after the batch is chosen, in one update, so a killed run leaves either
-nothing or the whole batch; re-running the same day returns the existing batch unchanged.
+Safety: one run per day holds an expiring lock in the database (checked again once held, so a run
+that finished meanwhile is returned, not doubled); the day's tag is written only after the batch
+is chosen, in one update, so a killed run leaves either nothing or the whole batch; re-running the
+same day returns the existing batch unchanged (and re-points ``hard/latest`` if a run was killed
+between tagging and saving it).
+
+Scope: the daily batch ``hard:YYYY-MM-DD`` belongs to a run over the whole dataset (the cron job,
+or the App with no filter). Mining a filtered view or a selection in the App tags its own batch,
+``hard:YYYY-MM-DD:view-<hash of the view>``, so it never uses up the day's cron run; either kind
+of tag keeps a sample out of later batches. ``hard/latest`` follows the newest daily batch only,
+so backfilling an older day (``--day``) does not move it.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
+import re
 import socket
+import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import date
 from typing import TYPE_CHECKING, Any
@@ -31,6 +43,7 @@ if TYPE_CHECKING:
     import fiftyone.core.collections as foc
 
 HARD_TAG_PREFIX = "hard:"
+DAILY_TAG = re.compile(r"hard:(\d{4}-\d{2}-\d{2})")
 LATEST_VIEW = "hard/latest"
 CANDIDATE_SPLITS = (schema.Split.TRAIN.value, schema.Split.POOL.value)
 
@@ -53,6 +66,10 @@ class MiningConfig:
             raise InputError(f"The 'min_hardness' parameter must be in [0, 1]. Got {self.min_hardness} instead.")
         if self.shortlist_factor < 1:
             raise InputError(f"The 'shortlist_factor' parameter must be ≥ 1. Got {self.shortlist_factor} instead.")
+        if not 0.0 <= self.diversity <= 1.0:
+            raise InputError(f"The 'diversity' parameter must be in [0, 1]. Got {self.diversity} instead.")
+        if not self.lock_ttl_s > 0:
+            raise InputError(f"The 'lock_ttl_s' parameter must be > 0 seconds. Got {self.lock_ttl_s} instead.")
 
 
 @dataclass(frozen=True)
@@ -64,10 +81,21 @@ class MiningReport:
     selected_ids: tuple[str, ...]
     already_done: bool = False
     run_id: str | None = None
+    note: str = ""  # e.g. why the batch is top-hardness rather than diverse
 
 
-def day_tag(day: date) -> str:
-    return f"{HARD_TAG_PREFIX}{day.isoformat()}"
+def day_tag(day: date, scope: str = "") -> str:
+    """``hard:YYYY-MM-DD`` for the daily batch; ``hard:YYYY-MM-DD:<scope>`` for a view's batch."""
+    return f"{HARD_TAG_PREFIX}{day.isoformat()}" + (f":{scope}" if scope else "")
+
+
+def mining_scope(collection: foc.SampleCollection) -> str:
+    """"" for the whole dataset, else ``view-<hash>`` of the view's stages (stable across sessions)."""
+    stages = getattr(collection, "_stages", None) or []
+    if not stages:
+        return ""
+    spec = json.dumps([stage._serialize(include_uuid=False) for stage in stages], sort_keys=True, default=str)
+    return f"view-{hashlib.sha256(spec.encode()).hexdigest()[:10]}"
 
 
 def candidates(collection: foc.SampleCollection) -> foc.SampleCollection:
@@ -123,16 +151,18 @@ def mine(
     """Pick and tag the day's batch of hard cases (see module docstring)."""
     dataset = collection._root_dataset
     day = day or date.today()
-    tag = day_tag(day)
-    existing = dataset.match_tags(tag)
-    if existing.count():
-        return MiningReport(day.isoformat(), tag, 0, 0, tuple(existing.values("id")), already_done=True)
+    scope = mining_scope(collection)
+    tag = day_tag(day, scope)
+    if (done := _already_mined(dataset, tag, day, scope)) is not None:
+        return done
 
-    owner = owner or f"{socket.gethostname()}:{os.getpid()}"
-    lock = f"mine:{dataset.name}:{day.isoformat()}"
+    owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"  # one per call, not per process
+    lock = f"mine:{dataset.name}:{day.isoformat()}" + (f":{scope}" if scope else "")
     if not store.acquire_lock(lock, owner, config.lock_ttl_s):
         raise CurationError(f"Another mining run holds the lock `{lock}`; it expires after {config.lock_ttl_s:.0f} s if that run died.")
     try:
+        if (done := _already_mined(dataset, tag, day, scope)) is not None:  # a run finished before we got the lock
+            return done
         pool = candidates(collection)
         oids, (p, threshold, risk, view_var, truth) = store.project_columns(
             pool,
@@ -156,12 +186,13 @@ def mine(
         passed = np.flatnonzero(scores >= config.min_hardness)
         shortlist = passed[np.argsort(-scores[passed], kind="stable")][: config.quota * config.shortlist_factor]
         short_ids = [str(oids[i]) for i in shortlist]
-        chosen_local = _diverse(dataset, short_ids, scores[shortlist], config)
+        chosen_local, note = _diverse(dataset, short_ids, scores[shortlist], config)
         chosen = tuple(short_ids[i] for i in chosen_local)
         if chosen:
             dataset.select(list(chosen)).tag_samples(tag)
-            dataset.save_view(LATEST_VIEW, dataset.match_tags(tag).sort_by("hardness", reverse=True), overwrite=True)
-        report = MiningReport(day.isoformat(), tag, len(oids), int(len(passed)), chosen)
+            if not scope:
+                _point_latest(dataset, tag, day)
+        report = MiningReport(day.isoformat(), tag, len(oids), int(len(passed)), chosen, note=note)
         run_id = store.record_run(
             dataset, "mine", {**asdict(report), "selected_ids": list(chosen), "config": asdict(config)}
         )
@@ -170,23 +201,52 @@ def mine(
         store.release_lock(lock, owner)
 
 
-def _diverse(dataset: Any, ids: list[str], scores: np.ndarray, config: MiningConfig) -> list[int]:
-    """Indices into ``ids`` of the day's batch: diverse when embeddings exist, else top scores."""
+def _already_mined(dataset: Any, tag: str, day: date, scope: str) -> MiningReport | None:
+    """The report of a batch already tagged ``tag``, or None; repairs ``hard/latest`` for daily batches."""
+    existing = dataset.match_tags(tag)
+    if not existing.count():
+        return None
+    if not scope:
+        _point_latest(dataset, tag, day)
+    return MiningReport(day.isoformat(), tag, 0, 0, tuple(existing.values("id")), already_done=True)
+
+
+def _point_latest(dataset: Any, tag: str, day: date) -> None:
+    """Save ``hard/latest`` as ``tag``'s batch, hardest first, unless a newer daily batch exists."""
+    days = [m.group(1) for t in dataset.distinct("tags") if (m := DAILY_TAG.fullmatch(t))]
+    if days and max(days) > day.isoformat():
+        return
+    view = dataset.match_tags(tag).sort_by("hardness", reverse=True)
+    if LATEST_VIEW in dataset.list_saved_views() and _stages(dataset.load_saved_view(LATEST_VIEW)) == _stages(view):
+        return
+    dataset.save_view(LATEST_VIEW, view, overwrite=True)
+
+
+def _stages(view: Any) -> list[dict[str, Any]]:
+    return [stage._serialize(include_uuid=False) for stage in view._stages]
+
+
+def _diverse(dataset: Any, ids: list[str], scores: np.ndarray, config: MiningConfig) -> tuple[list[int], str]:
+    """Indices into ``ids`` of the day's batch (diverse when every shortlisted sample has an
+    embedding of one size, else top scores) and a note saying why diversity was off."""
     if not ids:
-        return []
-    embeddings = None
-    if "stage1_embedding" in dataset.get_field_schema():
-        emb = dict(zip(*dataset.select(ids).values(["id", "stage1_embedding"])))
-        if all(emb.get(i) is not None for i in ids):
-            embeddings = np.array([emb[i] for i in ids], dtype=np.float64)
-    if embeddings is None:
-        return list(range(min(config.quota, len(ids))))
-    return list(
-        # ``ids`` is already the shortlist: let diverse_select consider all of it.
-        hardness.diverse_select(
-            scores, embeddings, config.quota, shortlist_factor=-(-len(ids) // config.quota), diversity=config.diversity
-        )
+        return [], ""
+    top = list(range(min(config.quota, len(ids))))
+    if "stage1_embedding" not in dataset.get_field_schema():
+        return top, "diversity off: the dataset has no stage1_embedding field"
+    emb = dict(zip(*dataset.select(ids).values(["id", "stage1_embedding"])))
+    missing = sum(emb.get(i) is None for i in ids)
+    if missing:
+        return top, f"diversity off: {missing} of {len(ids)} shortlisted samples have no stage1_embedding (predict them)"
+    sizes = {len(emb[i]) for i in ids}
+    if len(sizes) > 1:
+        return top, f"diversity off: shortlisted embeddings have sizes {sorted(sizes)} (predictions from different backbones)"
+    embeddings = np.array([emb[i] for i in ids], dtype=np.float64)
+    # ``ids`` is already the shortlist: let diverse_select consider all of it.
+    chosen = hardness.diverse_select(
+        scores, embeddings, config.quota, shortlist_factor=-(-len(ids) // config.quota), diversity=config.diversity
     )
+    return list(chosen), ""
 
 
 def _floats(values: list[Any]) -> np.ndarray:

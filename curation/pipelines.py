@@ -18,6 +18,7 @@ from curation import store
 from curation.config import Settings, from_mapping
 from curation.errors import ConfigError, suggest
 from curation.mining import MiningConfig
+from curation.schema import Split
 from curation.stage1.gate import GateConfig
 
 
@@ -42,6 +43,12 @@ class DailyMiningConfig:
     gate: GateConfig = field(default_factory=GateConfig)
     mining: MiningConfig = field(default_factory=MiningConfig)
 
+    def __post_init__(self) -> None:
+        known = [split.value for split in Split]
+        for name in self.predict_splits:
+            if name not in known:
+                raise ConfigError(f"`predict_splits` names an unknown split {name!r}.{suggest(str(name), known)} Splits: {known}.")
+
 
 def run_daily_mining(settings: Settings, config: DailyMiningConfig, *, day: date | None = None) -> dict[str, Any]:
     """The daily job: predict new samples, refit the gate, mine and tag the day's batch."""
@@ -61,7 +68,9 @@ def run_daily_mining(settings: Settings, config: DailyMiningConfig, *, day: date
     predicted = predict_collection(target, model, progress=True).n_predicted
     leaks = recheck_leaks_with_embeddings(dataset)  # embeddings exist now: the second leak check
     gate_dir = settings.runs_root / "gates" / model.config.version
-    gate = fit_and_apply_gate(dataset, gate_dir, config=config.gate, alpha=config.alpha, delta=config.delta)
+    gate = fit_and_apply_gate(
+        dataset, gate_dir, config=config.gate, alpha=config.alpha, delta=config.delta, model_version=model.config.version
+    )
     mined = mine(dataset, day=day, config=config.mining)
     return {"predicted": predicted, "leaks_embedding": leaks, "gate": asdict(gate), "mining": asdict(mined)}
 

@@ -129,6 +129,68 @@ def test_killed_run_leaves_no_partial_batch(mined_dataset, monkeypatch):
     assert len(mine(mined_dataset, day=DAY, config=MiningConfig(quota=3, min_hardness=0.0)).selected_ids) == 3
 
 
+def test_a_run_that_finishes_while_another_waits_for_the_lock_is_not_doubled(mined_dataset, monkeypatch):
+    """Run B checks (nothing tagged), run A mines and releases the lock, then B gets the lock: B must
+    return A's batch, not tag a second one (A's samples are no longer candidates)."""
+    cfg = MiningConfig(quota=3, min_hardness=0.0)
+    real_acquire = store.acquire_lock
+    first: dict = {}
+
+    def others_run_first(name, owner, ttl_s):
+        if not first:
+            monkeypatch.setattr(store, "acquire_lock", real_acquire)
+            first["report"] = mine(mined_dataset, day=DAY, config=cfg)  # the cron run, start to finish
+        return real_acquire(name, owner, ttl_s)
+
+    monkeypatch.setattr(store, "acquire_lock", others_run_first)
+    late = mine(mined_dataset, day=DAY, config=cfg)
+    assert late.already_done and set(late.selected_ids) == set(first["report"].selected_ids)
+    assert mined_dataset.match_tags("hard:2026-11-25").count() == 3
+
+
+def test_mining_a_view_tags_its_own_batch_and_leaves_the_daily_run_alone(mined_dataset):
+    cfg = MiningConfig(quota=2, min_hardness=0.0)
+    pool_only = mined_dataset.match({"split": "pool"})
+    adhoc = mine(pool_only, day=DAY, config=cfg)
+    assert adhoc.tag.startswith("hard:2026-11-25:view-") and len(adhoc.selected_ids) == 2
+    assert set(mined_dataset.select(list(adhoc.selected_ids)).values("split")) == {"pool"}
+    assert LATEST_VIEW not in mined_dataset.list_saved_views()  # hard/latest is the daily batch's
+    again = mine(mined_dataset.match({"split": "pool"}), day=DAY, config=cfg)  # the same view, rebuilt
+    assert again.already_done and again.tag == adhoc.tag and set(again.selected_ids) == set(adhoc.selected_ids)
+
+    daily = mine(mined_dataset, day=DAY, config=cfg)  # the cron run is not "already done"
+    assert not daily.already_done and daily.tag == "hard:2026-11-25" and len(daily.selected_ids) == 2
+    assert not set(daily.selected_ids) & set(adhoc.selected_ids)  # either tag keeps a sample out of later batches
+    assert set(mined_dataset.load_saved_view(LATEST_VIEW).values("id")) == set(daily.selected_ids)
+
+
+def test_backfill_keeps_hard_latest_and_a_rerun_repairs_it(mined_dataset, monkeypatch):
+    cfg = MiningConfig(quota=2, min_hardness=0.0)
+    today = mine(mined_dataset, day=date(2026, 11, 26), config=cfg)
+    mine(mined_dataset, day=DAY, config=cfg)  # backfilling the day before
+    assert set(mined_dataset.load_saved_view(LATEST_VIEW).values("id")) == set(today.selected_ids)
+    # A run killed between tagging and saving the view: the re-run (already done) points hard/latest right.
+    mined_dataset.delete_saved_view(LATEST_VIEW)
+    rerun = mine(mined_dataset, day=date(2026, 11, 26), config=cfg)
+    assert rerun.already_done
+    assert set(mined_dataset.load_saved_view(LATEST_VIEW).values("id")) == set(today.selected_ids)
+
+
+@pytest.mark.parametrize(("changes", "match"), [({"diversity": 1.5}, "diversity"), ({"lock_ttl_s": -1}, "lock_ttl_s")])
+def test_bad_mining_settings_are_refused_before_any_work(changes, match):
+    from curation.errors import InputError
+
+    with pytest.raises(InputError, match=match):
+        MiningConfig(**changes)
+
+
+def test_batch_says_why_it_is_not_diverse(mined_dataset):
+    mined_dataset.match({"split": "pool"}).limit(1).set_values("stage1_embedding", [None])
+    report = mine(mined_dataset, day=DAY, config=MiningConfig(quota=3, min_hardness=0.0))
+    assert len(report.selected_ids) == 3
+    assert report.note == "diversity off: 1 of 16 shortlisted samples have no stage1_embedding (predict them)"
+
+
 def test_diversity_skips_near_identical_frames(dataset):
     same = np.ones(4)
     dataset.add_samples([
@@ -153,11 +215,12 @@ def test_mine_reads_each_prediction_threshold(dataset):
     assert dataset.select(list(report.selected_ids)).values("filepath") == ["/tmp/mine0.jpg"]
 
 
-def test_gate_fit_on_val_certifies_on_calib(dataset, tmp_path: Path):
-    rng = np.random.default_rng(3)
+def _gate_corpus(n: int = 400, *, seed: int = 3, version: str | None = None, flip: bool = False) -> list[fo.Sample]:
+    """Val (first half), calib, train samples where a small margin makes a Stage-1 mistake likelier."""
+    rng = np.random.default_rng(seed)
     samples = []
-    for i in range(400):
-        split = "val" if i < 200 else "calib" if i < 340 else "train"
+    for i in range(n):
+        split = "val" if i < n // 2 else "calib" if i < int(n * 0.85) else "train"
         truth = int(rng.uniform() < 0.5)
         margin = rng.uniform(0.0, 0.5)  # small margin → uncertain → more often wrong
         wrong = rng.uniform() < (0.5 - margin)
@@ -165,8 +228,17 @@ def test_gate_fit_on_val_certifies_on_calib(dataset, tmp_path: Path):
         p = 0.5 + margin if pred else 0.5 - margin
         p = float(np.clip(p, 0.01, 0.99))
         views = np.clip(p + rng.normal(0, 0.05, 10), 0.001, 0.999)
-        samples.append(_sample(i, split=split, p=p, views=views, truth="roadwork" if truth else "no_roadwork", group=f"v{i // 4}/s0"))
-    dataset.add_samples(samples)
+        sample = _sample(i, split=split, p=p, views=views, truth="roadwork" if truth else "no_roadwork", group=f"v{i // 4}/s0")
+        if version:
+            sample["model_version"] = version
+        if flip:  # a model with flipped views has one more gate feature
+            sample["gate_features"] = {**sample["gate_features"], "flip_consistency": float(rng.uniform())}
+        samples.append(sample)
+    return samples
+
+
+def test_gate_fit_on_val_certifies_on_calib(dataset, tmp_path: Path):
+    dataset.add_samples(_gate_corpus())
     report = fit_and_apply_gate(dataset, tmp_path, alpha=0.2, delta=0.1)
     assert report.n_val == 200 and report.n_calib == 140
     assert report.metrics["auroc"] > 0.65  # uncertainty predicts mistakes
@@ -177,3 +249,26 @@ def test_gate_fit_on_val_certifies_on_calib(dataset, tmp_path: Path):
     if report.ltt["threshold"] is not None:
         accepted = np.array(dataset.match({"split": "calib"}).values("failure_risk")) <= report.ltt["threshold"]
         assert accepted.sum() == report.ltt["n_accepted"]
+
+
+def test_gate_is_fit_for_one_model_and_leaves_other_models_predictions_without_risk(dataset, tmp_path: Path):
+    """After a model change that adds flipped views, test samples still hold the old model's features
+    (the daily job does not re-predict test): the gate fits on the new model's samples, writes risk for
+    them only, clears the stale risk of the others, and a val split mixing models is refused by name."""
+    from curation.errors import InputError
+
+    new = _gate_corpus(version="0.2.0", flip=True)
+    old = _gate_corpus(40, seed=9, version="0.1.0")
+    for s in old:
+        s["split"], s["failure_risk"] = "test", 0.5  # risk from the old model's gate
+    dataset.add_samples(new + old)
+    report = fit_and_apply_gate(dataset, tmp_path, model_version="0.2.0")
+    assert report.n_val == 200 and report.n_calib == 140
+    assert dataset.match({"model_version": "0.2.0"}).exists("failure_risk").count() == 400
+    assert dataset.match({"model_version": "0.1.0"}).exists("failure_risk").count() == 0
+    assert dataset.match({"split": "test"}).exists("stage1_correct").count() == 40  # correctness needs no features
+    # Without a version the gate takes val's model; a val split holding two models is refused.
+    assert fit_and_apply_gate(dataset, tmp_path).n_val == 200
+    dataset.match({"split": "val"}).limit(5).set_values("model_version", ["0.1.0"] * 5)
+    with pytest.raises(InputError, match=r"Val holds predictions of several models.*0\.1\.0.*0\.2\.0"):
+        fit_and_apply_gate(dataset, tmp_path)

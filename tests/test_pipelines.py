@@ -25,6 +25,8 @@ def test_shipped_daily_mining_yaml_parses_to_the_seeds_defaults():
         ("job: daily_mining\nmining:\n  qouta: 5\n", "Did you mean `quota`"),
         ("job: daily_mining\nmining:\n  quota: 0\n", "quota"),
         ("mining: {}\n", "`job` key"),
+        ("job: daily_mining\npredict_splits: [trian, pool]\n", r"unknown split 'trian'.*Did you mean `train`"),
+        ("job: daily_mining\nmining:\n  diversity: 1.5\n", "diversity"),
     ],
 )
 def test_bad_pipeline_files_are_explained(tmp_path, text, match):

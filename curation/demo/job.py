@@ -140,7 +140,8 @@ def _loop_steps(settings: Settings, dataset: Any, corpus_dir: Path, config: Demo
 
     def gate() -> Any:
         try:
-            report = fit_and_apply_gate(dataset, settings.runs_root / "gates" / state["model"].config.version)
+            version = state["model"].config.version
+            report = fit_and_apply_gate(dataset, settings.runs_root / "gates" / version, model_version=version)
         except CurationError as e:  # too few val mistakes on a tiny corpus: say so and mine without risk
             console.print(f"[yellow]gate not fitted:[/] {e}")
             return None

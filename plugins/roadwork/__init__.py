@@ -142,7 +142,8 @@ class ComputeGate(_Operator):
 
 class MineHardCases(_Operator):
     name, label, icon = "mine_hard_cases", "Roadwork: mine hard cases", "diamond"
-    description = "Tag today's diverse batch of hard train/pool samples hard:YYYY-MM-DD"
+    description = ("Tag today's diverse batch of hard train/pool samples hard:YYYY-MM-DD "
+                   "(a filtered view or selection gets its own tag, hard:YYYY-MM-DD:view-…)")
     delegated_default = True
 
     def form(self, ctx, inputs):
@@ -151,8 +152,10 @@ class MineHardCases(_Operator):
 
     def execute(self, ctx):
         r = cops.mine_target(ctx.target_view(), quota=int(ctx.params.get("quota", 200)), min_hardness=float(ctx.params.get("min_hardness", 0.7)))
+        latest = "" if ":view-" in r["tag"] else " (view hard/latest)"
         r["summary"] = (f"{r['tag']}: already mined, {len(r['selected_ids'])} samples." if r["already_done"] else
-                        f"{r['n_passed']} of {r['n_candidates']} passed; tagged {len(r['selected_ids'])} as {r['tag']} (view hard/latest).")
+                        f"{r['n_passed']} of {r['n_candidates']} passed; tagged {len(r['selected_ids'])} as {r['tag']}{latest}."
+                        ) + (f" Note: {r['note']}." if r["note"] else "")
         return r
 
 
