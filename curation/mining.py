@@ -91,10 +91,10 @@ def day_tag(day: date, scope: str = "") -> str:
 
 def mining_scope(collection: foc.SampleCollection) -> str:
     """"" for the whole dataset, else ``view-<hash>`` of the view's stages (stable across sessions)."""
-    stages = getattr(collection, "_stages", None) or []
+    stages = _stages(collection)
     if not stages:
         return ""
-    spec = json.dumps([stage._serialize(include_uuid=False) for stage in stages], sort_keys=True, default=str)
+    spec = json.dumps(stages, sort_keys=True, default=str)
     return f"view-{hashlib.sha256(spec.encode()).hexdigest()[:10]}"
 
 
@@ -222,8 +222,9 @@ def _point_latest(dataset: Any, tag: str, day: date) -> None:
     dataset.save_view(LATEST_VIEW, view, overwrite=True)
 
 
-def _stages(view: Any) -> list[dict[str, Any]]:
-    return [stage._serialize(include_uuid=False) for stage in view._stages]
+def _stages(collection: Any) -> list[dict[str, Any]]:
+    """A view's stages as plain data without their per-instance ids (a dataset has none)."""
+    return [stage._serialize(include_uuid=False) for stage in getattr(collection, "_stages", None) or []]
 
 
 def _diverse(dataset: Any, ids: list[str], scores: np.ndarray, config: MiningConfig) -> tuple[list[int], str]:
