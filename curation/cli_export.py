@@ -10,7 +10,9 @@ import typer
 from curation.cli import SettingsOption, command, console, load_settings
 
 VersionOption = Annotated[str | None, typer.Option("--version", help="Registered model version X.Y.Z.")]
-NameOption = Annotated[str, typer.Option("--model-name", help="model_name in model_card.json.")]
+NameOption = Annotated[
+    str | None, typer.Option("--model-name", help="model_name in model_card.json (default: the name the version was exported under).")
+]
 SubmittedByOption = Annotated[
     str | None,
     typer.Option("--submitted-by", help="Your miner hotkey (SS58) for model_card.json; default: settings user_name."),
@@ -26,7 +28,7 @@ def export_command(
     onnx: Annotated[
         bool, typer.Option("--onnx", help="Also write onnx/model.onnx (224×224, dynamic batch), checked.")
     ] = False,
-    model_name: NameOption = "streetvision-roadwork-stage1",
+    model_name: NameOption = None,
     submitted_by: SubmittedByOption = None,
     hf_repo: RepoOption = None,
 ) -> None:
@@ -49,7 +51,7 @@ def publish_command(
     version: VersionOption = None,
     out: Annotated[Path | None, typer.Option("--out", help="Repo folder (default: <home>/publish/<version>).")] = None,
     settings_file: SettingsOption = None,
-    model_name: NameOption = "streetvision-roadwork-stage1",
+    model_name: NameOption = None,
     submitted_by: SubmittedByOption = None,
     hf_repo: RepoOption = None,
     warm_calls: Annotated[int, typer.Option("--warm-calls", min=1, help="Warm queries timed after the first.")] = 3,

@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import shutil
+import socket
 import subprocess
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -22,7 +25,7 @@ import numpy as np
 
 from curation import registry, schema, store
 from curation.config import Settings
-from curation.errors import CurationError, InputError
+from curation.errors import ConfigError, CurationError, InputError, suggest
 from curation.gating import fit_gate_arrays
 from curation.stage1 import calibrate, metrics
 from curation.stage1.gate import GateConfig
@@ -53,6 +56,14 @@ class PromotionRule:
     bootstrap: int = 1000
     confidence: float = 0.9
 
+    def __post_init__(self) -> None:
+        for name in self.targeted_slices:
+            if name not in schema.SLICES:
+                raise ConfigError(
+                    f"`targeted_slices` names an unknown slice {name!r}.{suggest(str(name), schema.SLICES)} "
+                    f"Slices: {', '.join(schema.SLICES)}."
+                )
+
 
 @dataclass(frozen=True)
 class RetrainConfig:
@@ -73,6 +84,7 @@ class RetrainConfig:
     promotion: PromotionRule = field(default_factory=PromotionRule)
     force: bool = False
     export: bool = True
+    lock_ttl_s: float = 6 * 3600.0  # a killed run's registry lock expires after this
 
 
 @dataclass
@@ -344,17 +356,61 @@ def next_version(settings: Settings) -> str:
 
 # The pipeline ------------------------------------------------------------------------------------
 def run_retrain(settings: Settings, config: RetrainConfig, *, run_name: str | None = None, console: Any = None) -> RetrainResult:
-    """The whole retrain-and-export job (resumable by ``run_name``)."""
+    """The whole retrain-and-export job (resumable by ``run_name`` with the same config).
+
+    Holds the registry's lock throughout, so concurrent runs (the App's worker and a CLI run)
+    cannot pick the same version or race to the champion pointer.
+    """
+    dataset = store.open_dataset(settings, create=False)
+    # One retrain per registry at a time: two runs would pick the same version, share its run
+    # folder and temp folder, and race to the champion pointer.
+    lock = f"retrain:{settings.registry_root.resolve()}"
+    owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    if not store.acquire_lock(lock, owner, config.lock_ttl_s):
+        raise CurationError(
+            f"Another retrain holds the registry lock `{lock}`; wait for it (it expires after "
+            f"{config.lock_ttl_s:.0f} s if that run died)."
+        )
+    try:
+        return _run_retrain(settings, dataset, config, run_name=run_name, console=console)
+    finally:
+        store.release_lock(lock, owner)
+
+
+def _run_retrain(settings: Settings, dataset: Any, config: RetrainConfig, *, run_name: str | None, console: Any) -> RetrainResult:
     from curation.export.bundle import export_bundle
     from curation.retrain_report import write_report
 
     say = console.print if console else (lambda *a, **k: None)
-    dataset = store.open_dataset(settings, create=False)
-    version = config.version or next_version(settings)
+    wanted = registry.jsonable(dataclasses.asdict(config))
+    runs = settings.runs_root / "retrain"
+    if run_name:  # resuming a named run keeps its version and must keep its configuration
+        run_dir = runs / run_name
+        state = _State(run_dir)
+        started = state.done("start")
+        if started and started["config"] != wanted:
+            raise CurationError(
+                f"Run `{run_name}` was started with another configuration ({state.path}); resume it with the same "
+                "one, or start a new run (another `--run-name`)."
+            )
+        version = started["version"] if started else config.version or next_version(settings)
+    else:
+        version = config.version or next_version(settings)
+        run_dir = runs / version
+        state = _State(run_dir)
+        started = state.done("start")
+        if started and started["config"] != wanted:  # a killed run of another configuration: keep it aside
+            aside = run_dir.with_name(f"{version}.abandoned-{datetime.now(timezone.utc):%Y%m%dT%H%M%S}")
+            run_dir.rename(aside)
+            say(f"[yellow]note:[/] an unfinished run of {version} with another configuration was moved to {aside}.")
+            state = _State(run_dir)
     if version in registry.list_versions(settings):
-        raise CurationError(f"Version {version} is already registered; pass another `version`.")
-    run_dir = settings.runs_root / "retrain" / (run_name or version)
-    state = _State(run_dir)
+        raise CurationError(
+            f"Version {version} is already registered"
+            + (f" (run `{run_name}` finished, or another run registered its version since)" if run_name and started else "")
+            + "; pass another `version` or start a new run."
+        )
+    state.mark("start", {"version": version, "config": wanted})
 
     if not state.done("snapshot"):
         state.mark("snapshot", snapshot_labels(dataset, run_dir / "snapshot", config=config))
@@ -424,28 +480,30 @@ def run_retrain(settings: Settings, config: RetrainConfig, *, run_name: str | No
     state.mark("compare", {"promoted": promoted, "reasons": reasons, "interval": interval})
     say(("PROMOTE " if promoted else "KEEP CHAMPION ") + "; ".join(reasons))
 
-    bundle_dir = None
-    if config.export:
-        final = registry.version_dir(settings, version)
-        tmp = final.parent / f".{version}.partial"
-        shutil.rmtree(tmp, ignore_errors=True)
-        try:
-            model.save(tmp, include_backbone=True)
-            gate_payload = {"gate": fitted.gate.to_dict(), "ltt": fitted.ltt} if fitted else {"gate": None, "reason": calibration["gate"]}
-            registry.write_json_atomic(tmp / "gate.json", registry.jsonable(gate_payload))
+    metrics_payload = registry.jsonable(
+        {"calibration": calibration, "evaluation": evaluation, "gate": dataclasses.asdict(fitted.metrics) if fitted else None}
+    )
+    gate_payload = registry.jsonable({"gate": fitted.gate.to_dict(), "ltt": fitted.ltt} if fitted else {"gate": None, "reason": calibration["gate"]})
+    final = registry.version_dir(settings, version)
+    tmp = final.parent / f".{version}.partial"
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:  # register the version (and its bundle): a promotion always names a registered version
+        model.save(tmp, include_backbone=True)
+        registry.write_json_atomic(tmp / "gate.json", gate_payload)
+        registry.write_json_atomic(tmp / "metrics.json", metrics_payload)  # for `curation export` / `publish` later
+        registry.write_json_atomic(tmp / "data_summary.json", registry.jsonable(counts))
+        if config.export:
             export_bundle(
-                model, tmp / "bundle",
-                model_card={"model_name": config.model_name, "submitted_by": settings.user_name},
-                metrics=registry.jsonable({"calibration": calibration, "evaluation": evaluation, "gate": dataclasses.asdict(fitted.metrics) if fitted else None}),
-                data_summary=counts, gate=registry.jsonable(gate_payload),
+                model, tmp / "bundle", model_card={"model_name": config.model_name, "submitted_by": settings.user_name},
+                metrics=metrics_payload, data_summary=counts, gate=gate_payload,
             )
-            tmp.rename(final)  # atomic: the registry never lists a half-written version
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        bundle_dir = final / "bundle"
-        if promoted:
-            registry.set_champion(settings, version, reason="; ".join(reasons))
+        tmp.rename(final)  # atomic: the registry never lists a half-written version
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    bundle_dir = final / "bundle" if config.export else None
+    if promoted:
+        registry.set_champion(settings, version, reason="; ".join(reasons))
     report_path = write_report(run_dir, version=version, evaluation=evaluation, calibration=calibration, val=val, calib=calib,
                                fitted=fitted, promoted=promoted, reasons=reasons, counts=counts, model=model)
     result = RetrainResult(run_dir, version, promoted, reasons, evaluation, counts, report_path, bundle_dir)

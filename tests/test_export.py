@@ -24,6 +24,7 @@ from curation.cli import app
 from curation.errors import ConfigError
 from curation.export import bundle as bundle_mod
 from curation.export.bundle import export_bundle, read_manifest
+from curation.media import open_rgb
 from curation.sources.queries import parse_query_line
 from curation.stage1.backbone import tiny_random_backbone
 from curation.stage1.model import Stage1Config, Stage1Model
@@ -70,7 +71,7 @@ def queries(tmp_path_factory) -> dict[str, Path]:
 
 def platform_raw(model: Stage1Model, paths: dict[str, Path]) -> dict[str, float]:
     with torch.inference_mode():
-        out = model.forward_images([pil_to_tensor(Image.open(p)) for p in paths.values()])
+        out = model.forward_images([pil_to_tensor(open_rgb(p)) for p in paths.values()])  # as the platform reads files
     return dict(zip(paths, out.image_logits.double().tolist(), strict=True))
 
 
@@ -160,6 +161,14 @@ def isolated_run(tmp_path_factory, bundles, queries) -> dict:
     for name in ("q0", "q3"):
         jpegs[name] = root / f"{name}.jpg"
         jpegs[name].write_bytes(jpeg_bytes(Image.open(queries[name])))
+    # A phone JPEG stored sideways with EXIF orientation 6: the miner must score it upright, as the
+    # platform reads it when the logged query is ingested.
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    buffer = io.BytesIO()
+    Image.open(queries["q0"]).rotate(90, expand=True).save(buffer, format="JPEG", quality=95, exif=exif.tobytes())
+    jpegs["q0_exif"] = root / "q0_exif.jpg"
+    jpegs["q0_exif"].write_bytes(buffer.getvalue())
     configs = {}
     for name, (_, path) in bundles.items():
         config = yaml.safe_load((path / "miner" / "roadwork_stage1.yaml").read_text())

@@ -52,6 +52,17 @@ def test_promote_refuse_resume_force_and_restore(settings, loaded, monkeypatch):
     assert len((snapshot / "labels.jsonl").read_text().splitlines()) == len(loaded)
     assert json.loads((snapshot / "manifest.json").read_text())["n_samples"] == len(loaded)
     assert first.training_counts["n"] == store.training_view(loaded).count()
+    # The version keeps what `curation export` / `publish` need later: metrics, data summary, model name.
+    assert json.loads((version_dir / "metrics.json").read_text())["calibration"]["threshold"] == pytest.approx(
+        json.loads((version_dir / "stage1.json").read_text())["config"]["threshold"]
+    )
+    assert json.loads((version_dir / "data_summary.json").read_text())["n"] == first.training_counts["n"]
+    from curation.export.bundle import export_registered
+
+    again = export_registered(settings, "0.1.0", settings.home / "re-export")
+    assert json.loads((again / "model_card.json").read_text())["model_name"] == CONFIG.model_name
+    readme = (again / "README.md").read_text()
+    assert "No metrics were recorded" not in readme and "calib" in readme
 
     # 2. The snapshot restores labels changed afterwards.
     before = dict(zip(loaded.values("id"), loaded.values("ground_truth.label")))
@@ -200,3 +211,40 @@ def test_retrain_button_is_queued_and_run_by_the_worker(settings, loaded, tmp_pa
     assert done.run_state == "completed", (done.result.error, done.result.error_message)
     assert done.result.result["promoted"] is True
     assert registry.champion_version(settings) == done.result.result["version"] == "0.1.0"
+
+
+def test_one_retrain_per_registry_at_a_time(settings, loaded):
+    from curation.errors import CurationError
+
+    lock = f"retrain:{settings.registry_root.resolve()}"
+    assert store.acquire_lock(lock, "the-app-worker", ttl_s=60)
+    try:
+        with pytest.raises(CurationError, match="Another retrain holds the registry lock"):
+            run_retrain(settings, CONFIG)
+        assert registry.list_versions(settings) == [] and not (settings.runs_root / "retrain").exists()
+    finally:
+        store.release_lock(lock, "the-app-worker")
+
+
+def test_resume_keeps_its_version_and_config_and_export_off_still_registers(settings, loaded, monkeypatch):
+    import curation.export.bundle as bundle
+    from curation.errors import ConfigError, CurationError
+
+    # A named run killed at export has reserved 0.1.0 in its state.
+    monkeypatch.setattr(bundle, "export_bundle", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt("killed")))
+    with pytest.raises(KeyboardInterrupt):
+        run_retrain(settings, CONFIG, run_name="r1")
+    monkeypatch.undo()
+    with pytest.raises(CurationError, match="started with another configuration"):
+        run_retrain(settings, dataclass_replace(CONFIG, hard_negative_weight=3.0), run_name="r1")
+    # Export off: the version is still registered (a promotion always names a registered version).
+    quiet = run_retrain(settings, dataclass_replace(CONFIG, export=False))
+    assert quiet.version == "0.1.0" and quiet.promoted and quiet.bundle_dir is None
+    assert registry.champion_version(settings) == "0.1.0"
+    assert not (registry.version_dir(settings, "0.1.0") / "bundle").exists()
+    # r1's version is taken now: resuming it is refused instead of registering 0.2.0 with 0.1.0 inside.
+    with pytest.raises(CurationError, match=r"0\.1\.0 is already registered \(run `r1` finished, or another run"):
+        run_retrain(settings, CONFIG, run_name="r1")
+    assert registry.list_versions(settings) == ["0.1.0"]
+    with pytest.raises(ConfigError, match=r"unknown slice 'orange_distractors'.*Did you mean `orange_distractor`"):
+        PromotionRule(targeted_slices=("orange_distractors",))

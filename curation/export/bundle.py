@@ -444,7 +444,7 @@ def export_registered(
     version: str,
     out_dir: str | Path,
     *,
-    model_name: str = DEFAULT_MODEL_NAME,
+    model_name: str | None = None,
     submitted_by: str | None = None,
     description: str | None = None,
     onnx: bool = False,
@@ -453,7 +453,9 @@ def export_registered(
     """Re-export a registered version (``settings.registry_root/<version>/``) as a bundle.
 
     ``metrics.json``, ``data_summary.json`` and ``gate.json`` beside the saved model, when present,
-    go into the card and ``calibration.json``. ``submitted_by`` defaults to ``settings.user_name``.
+    go into the card and ``calibration.json``. ``model_name`` defaults to the one the version was
+    exported under by retrain (its ``bundle/model_card.json``), else :data:`DEFAULT_MODEL_NAME`;
+    ``submitted_by`` defaults to ``settings.user_name``.
 
     Raises:
         ConfigError: the version is not registered (the registered ones are listed).
@@ -477,7 +479,15 @@ def export_registered(
                 extras[key] = json.loads(path.read_text())
             except ValueError as e:
                 raise InputError(f"{path} is not valid JSON: {e}.") from e
-    card = {"model_name": model_name, "submitted_by": submitted_by or settings.user_name}
+    card = {"model_name": model_name or _registered_model_name(folder), "submitted_by": submitted_by or settings.user_name}
     if description:
         card["description"] = description
     return export_bundle(model, out_dir, model_card=card, onnx=onnx, hf_repo=hf_repo, **extras)
+
+
+def _registered_model_name(folder: Path) -> str:
+    card = folder / "bundle" / "model_card.json"
+    try:
+        return json.loads(card.read_text())["model_name"]
+    except (OSError, ValueError, KeyError):
+        return DEFAULT_MODEL_NAME

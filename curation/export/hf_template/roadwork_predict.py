@@ -43,7 +43,9 @@ def predict_batch(images, *, model_dir: str | Path | None = None, device: str = 
     import torch
 
     model, processor = load(model_dir, device)
-    images = [im.convert("RGB") for im in images]
+    from PIL import ImageOps
+
+    images = [ImageOps.exif_transpose(im).convert("RGB") for im in images]  # upright, as the platform trains
     probs: list[float | None] = [None] * len(images)
     by_size: dict = {}
     for i, image in enumerate(images):

@@ -31,6 +31,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
+from PIL import ImageOps
 
 MODULE_NAME = "Stage1Roadwork"
 DEFAULT_CONFIG = "roadwork_stage1.yaml"
@@ -184,7 +185,8 @@ class RoadworkDetector(FeatureDetector if FeatureDetector is not None else Stand
     def __call__(self, image, validator_hotkey: str | None = None) -> float:
         """P(Roadwork) in [0, 1] for a PIL image; > 0.5 means roadwork. Logs the query when configured."""
         raw = image_bytes(image) if self.query_logger is not None else None
-        pixels = self.processor(images=image.convert("RGB"), return_tensors="pt")["pixel_values"]
+        upright = ImageOps.exif_transpose(image).convert("RGB")  # as the platform reads the logged query
+        pixels = self.processor(images=upright, return_tensors="pt")["pixel_values"]
         with torch.inference_mode():
             z = self.model(pixel_values=pixels.to(self.device)).roadwork_logit
         p = float(torch.sigmoid(z.double())[0])
