@@ -248,3 +248,19 @@ def test_resume_keeps_its_version_and_config_and_export_off_still_registers(sett
     assert registry.list_versions(settings) == ["0.1.0"]
     with pytest.raises(ConfigError, match=r"unknown slice 'orange_distractors'.*Did you mean `orange_distractor`"):
         PromotionRule(targeted_slices=("orange_distractors",))
+
+
+def test_a_killed_unnamed_run_of_another_config_is_moved_aside(settings, loaded, monkeypatch):
+    import curation.export.bundle as bundle
+
+    monkeypatch.setattr(bundle, "export_bundle", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt("killed")))
+    with pytest.raises(KeyboardInterrupt):
+        run_retrain(settings, CONFIG)
+    monkeypatch.undo()
+    other = dataclass_replace(CONFIG, hard_negative_weight=3.0)
+    result = run_retrain(settings, other)
+    assert result.version == "0.1.0" and registry.champion_version(settings) == "0.1.0"
+    state = json.loads((result.run_dir / "state.json").read_text())
+    assert state["done"]["start"]["config"]["hard_negative_weight"] == 3.0  # trained afresh, not the killed run's model
+    (aside,) = (settings.runs_root / "retrain").glob("0.1.0.abandoned-*")
+    assert json.loads((aside / "state.json").read_text())["done"]["start"]["config"]["hard_negative_weight"] == 2.0
