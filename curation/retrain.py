@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -34,6 +35,7 @@ from curation.stage1.train import TrainConfig
 from curation.stage1.views import ViewPolicy
 
 SNAPSHOT_FIELDS = ("ground_truth", "label_origin", "hn_category", "label_history", "labeled_by", "labeled_at", "primitives", "tags", "split")
+VERSION_PATTERN = re.compile(r"\d+\.\d+\.\d+")
 
 
 @dataclass(frozen=True)
@@ -85,6 +87,10 @@ class RetrainConfig:
     force: bool = False
     export: bool = True
     lock_ttl_s: float = 6 * 3600.0  # a killed run's registry lock expires after this
+
+    def __post_init__(self) -> None:
+        if self.version is not None and not VERSION_PATTERN.fullmatch(str(self.version)):
+            raise ConfigError(f"`version` must look like X.Y.Z (e.g. 1.4.0); got {self.version!r}.")
 
 
 @dataclass
@@ -349,7 +355,9 @@ def _with_media(view: Any, purpose: str, say: Callable[..., None]) -> Any:
 
 
 def next_version(settings: Settings) -> str:
-    current = max(registry.list_versions(settings) or ["0.0.0"], key=registry.semver)
+    """The champion line's next minor version; registered folders not named X.Y.Z are not versions."""
+    numbered = [v for v in registry.list_versions(settings) if VERSION_PATTERN.fullmatch(v)]
+    current = max(numbered or ["0.0.0"], key=registry.semver)
     major, minor, _ = (int(p) for p in current.split("."))
     return f"{major}.{minor + 1}.0"
 

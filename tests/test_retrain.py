@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 
@@ -248,6 +249,13 @@ def test_resume_keeps_its_version_and_config_and_export_off_still_registers(sett
     assert registry.list_versions(settings) == ["0.1.0"]
     with pytest.raises(ConfigError, match=r"unknown slice 'orange_distractors'.*Did you mean `orange_distractor`"):
         PromotionRule(targeted_slices=("orange_distractors",))
+    with pytest.raises(ConfigError, match=r"`version` must look like X\.Y\.Z.*'1\.2'"):
+        RetrainConfig(version="1.2")  # refused at load time, not after training
+    # A saved model under a non-version name in the registry is not a version: the next one is 0.2.0.
+    shutil.copytree(registry.version_dir(settings, "0.1.0"), settings.registry_root / "experiment-a")
+    from curation.retrain import next_version
+
+    assert next_version(settings) == "0.2.0"
 
 
 def test_a_killed_unnamed_run_of_another_config_is_moved_aside(settings, loaded, monkeypatch):
