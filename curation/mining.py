@@ -25,10 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
-import socket
-import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import date
 from typing import TYPE_CHECKING, Any
@@ -36,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from curation import schema, store
-from curation.errors import CurationError, InputError
+from curation.errors import InputError
 from curation.stage1 import hardness
 
 if TYPE_CHECKING:
@@ -156,11 +153,8 @@ def mine(
     if (done := _already_mined(dataset, tag, day, scope)) is not None:
         return done
 
-    owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"  # one per call, not per process
     lock = f"mine:{dataset.name}:{day.isoformat()}" + (f":{scope}" if scope else "")
-    if not store.acquire_lock(lock, owner, config.lock_ttl_s):
-        raise CurationError(f"Another mining run holds the lock `{lock}`; it expires after {config.lock_ttl_s:.0f} s if that run died.")
-    try:
+    with store.exclusive(lock, config.lock_ttl_s, holder="mining run holds the lock", owner=owner):
         if (done := _already_mined(dataset, tag, day, scope)) is not None:  # a run finished before we got the lock
             return done
         pool = candidates(collection)
@@ -197,8 +191,6 @@ def mine(
             dataset, "mine", {**asdict(report), "selected_ids": list(chosen), "config": asdict(config)}
         )
         return MiningReport(**{**asdict(report), "run_id": run_id})
-    finally:
-        store.release_lock(lock, owner)
 
 
 def _already_mined(dataset: Any, tag: str, day: date, scope: str) -> MiningReport | None:

@@ -10,12 +10,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import re
 import shutil
-import socket
 import subprocess
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -373,16 +370,8 @@ def run_retrain(settings: Settings, config: RetrainConfig, *, run_name: str | No
     # One retrain per registry at a time: two runs would pick the same version, share its run
     # folder and temp folder, and race to the champion pointer.
     lock = f"retrain:{settings.registry_root.resolve()}"
-    owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-    if not store.acquire_lock(lock, owner, config.lock_ttl_s):
-        raise CurationError(
-            f"Another retrain holds the registry lock `{lock}`; wait for it (it expires after "
-            f"{config.lock_ttl_s:.0f} s if that run died)."
-        )
-    try:
+    with store.exclusive(lock, config.lock_ttl_s, holder="retrain holds the registry lock"):
         return _run_retrain(settings, dataset, config, run_name=run_name, console=console)
-    finally:
-        store.release_lock(lock, owner)
 
 
 def _run_retrain(settings: Settings, dataset: Any, config: RetrainConfig, *, run_name: str | None, console: Any) -> RetrainResult:

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import os
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from curation import schema
 from curation.config import Settings, from_mapping
-from curation.errors import SchemaError
+from curation.errors import CurationError, SchemaError
 from curation.slices import SliceConfig
 
 if TYPE_CHECKING:
@@ -125,8 +126,10 @@ def record_slice_config(dataset: fo.Dataset, config: SliceConfig) -> bool:
     """Store the slice rules an import uses; returns whether they differ from the ones stored."""
     import dataclasses
 
+    from curation.registry import jsonable
+
     before = dataset.info.get(SLICE_CONFIG_KEY)
-    after = {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(config).items()}
+    after = jsonable(dataclasses.asdict(config))  # tuples as lists, as MongoDB gives them back
     if before == after:
         return False
     dataset.info[SLICE_CONFIG_KEY] = after
@@ -243,6 +246,25 @@ def acquire_lock(name: str, owner: str, ttl_s: float) -> bool:
 def release_lock(name: str, owner: str) -> None:
     """Release a lock this owner holds; a lock taken over by someone else is left alone."""
     _platform_collection(LOCKS_COLLECTION).delete_one({"_id": name, "owner": owner})
+
+
+@contextmanager
+def exclusive(name: str, ttl_s: float, *, holder: str, owner: str | None = None) -> Iterator[str]:
+    """Hold lock ``name`` for the block (owner unique per call, not per process) or refuse.
+
+    Raises:
+        CurationError: another owner holds it; the message says ``Another <holder> holds ...``.
+    """
+    import socket
+    import uuid
+
+    owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    if not acquire_lock(name, owner, ttl_s):
+        raise CurationError(f"Another {holder} `{name}`; wait for it (it expires after {ttl_s:.0f} s if that run died).")
+    try:
+        yield owner
+    finally:
+        release_lock(name, owner)
 
 
 STAGED_SUFFIX = "_staged"
