@@ -278,10 +278,15 @@ class MediaStore:
         return path
 
 
+# What :func:`open_rgb` raises for a file that is missing, truncated, not an image or a
+# decompression bomb: callers catch these to report the file and go on.
+OPEN_ERRORS = (OSError, ValueError, Image.DecompressionBombError)
+
+
 def open_rgb(path: str | Path) -> Image.Image:
     """Open a stored image as upright RGB: the one loader prediction, training and Stage-2 share.
 
-    Raises what PIL raises (``OSError`` / ``UnidentifiedImageError``) so callers can report the file.
+    Raises one of :data:`OPEN_ERRORS` (what PIL raises) so callers can report the file.
     """
     with Image.open(path) as im:
         im.load()

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from curation import store
 from curation.errors import InputError
-from curation.media import open_rgb
+from curation.media import OPEN_ERRORS, open_rgb
 from curation.registry import jsonable
 
 if TYPE_CHECKING:
@@ -136,8 +136,6 @@ def _in_process(
     model: Stage1Model, ids: Sequence[str], paths: dict[str, str], seeds: dict[str, int] | None, batch_size: int
 ) -> Iterator[_Predicted]:
     """Decode in this process, ``batch_size`` images per :meth:`Stage1Model.predict` call."""
-    from PIL import Image
-
     from curation.stage1.validator_view import validator_query
 
     for start in range(0, len(ids), batch_size):
@@ -146,7 +144,7 @@ def _in_process(
         for sample_id in batch:
             try:
                 image = open_rgb(paths[sample_id])
-            except (OSError, ValueError, Image.DecompressionBombError) as e:
+            except OPEN_ERRORS as e:
                 skipped.append((paths[sample_id], f"{type(e).__name__}: {e}"))
                 continue
             images.append(image if seeds is None else validator_query(image, seeds[sample_id]))

@@ -46,11 +46,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from PIL import Image
 from torch import nn
 
 from curation.errors import ConfigError, InputError
-from curation.media import open_rgb
+from curation.media import OPEN_ERRORS, open_rgb
 from curation.stage1.backbone import DTYPES, backbone_features
 from curation.stage1.model import Stage1Config, Stage1Model, Stage1Output
 from curation.stage1.serving_config import ServingConfig
@@ -508,7 +507,7 @@ class _ViewDataset(torch.utils.data.Dataset):
         path = self.paths[index]
         try:
             image = open_rgb(path)
-        except (OSError, ValueError, Image.DecompressionBombError) as e:
+        except OPEN_ERRORS as e:
             return _ViewItem(index, path, None, (0, 0), f"{type(e).__name__}: {e}")
         if self.seeds is not None:
             image = validator_query(image, self.seeds[index])
