@@ -46,7 +46,7 @@ class Settings:
         home: root for media, caches and run records when the specific dirs are not set.
         media_dir: content-addressed image store (images are written once, by hash).
         models_dir: model presets; None uses the repo's / package's ``models/``.
-        registry_dir: exported model bundles.
+        registry_dir: registered model versions and the champion pointer; None uses ``<home>/registry``.
         plugins_dir: FiftyOne plugins directory; None uses the repo's / package's ``plugins/``.
         user_name: recorded on every human label (open-source FiftyOne has no login).
         app_host: the App binds here; keep loopback unless you mean to expose it.
@@ -94,13 +94,11 @@ class Settings:
 
     @property
     def registry_root(self) -> Path:
-        from curation.assets import asset_dir, is_installed_copy
+        """Registered model versions and ``champion.json``: ``registry_dir``, else ``<home>/registry``.
 
-        if self.registry_dir:
-            return Path(self.registry_dir)
-        models = asset_dir("models")
-        # Never write bundles into site-packages: an installed copy keeps them under home.
-        return Path(self.home) / "registry" if is_installed_copy(models) else models / "registry"
+        Always under the home (never the checkout's ``models/``), so two homes never share a champion.
+        """
+        return Path(self.registry_dir) if self.registry_dir else Path(self.home) / "registry"
 
     @property
     def models_root(self) -> Path:
