@@ -158,7 +158,7 @@ def demo_command(settings_file: SettingsOption = None) -> None:
 
 
 # Command modules register themselves on `app` when imported (kept last: they import `command`).
-from curation import cli_evidence, cli_export, cli_ingest, cli_label, cli_labeling, cli_stage1, cli_synth  # noqa: E402,F401
+from curation import cli_evidence, cli_export, cli_ingest, cli_label, cli_labeling, cli_locks, cli_stage1, cli_synth  # noqa: E402,F401
 
 
 def main() -> None:  # pragma: no cover - console script shim

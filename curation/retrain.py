@@ -83,7 +83,7 @@ class RetrainConfig:
     promotion: PromotionRule = field(default_factory=PromotionRule)
     force: bool = False
     export: bool = True
-    lock_ttl_s: float = 6 * 3600.0  # a killed run's registry lock expires after this
+    lock_ttl_s: float = 6 * 3600.0  # expiry of a lock whose holder stops its heartbeat; a dead holder is taken over at once (curation.locks)
 
     def __post_init__(self) -> None:
         if self.version is not None and not VERSION_PATTERN.fullmatch(str(self.version)):

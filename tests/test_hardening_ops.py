@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from curation.config import Settings
 
 
@@ -12,3 +14,93 @@ def test_item07_registry_follows_the_home(tmp_path: Path) -> None:
     assert settings.registry_root == tmp_path / "home" / "registry"
     explicit = Settings.load(env={"CURATION_HOME": str(tmp_path / "home"), "CURATION_REGISTRY_DIR": str(tmp_path / "r")})
     assert explicit.registry_root == tmp_path / "r"
+
+
+# Item 8: dead locks ---------------------------------------------------------------------------
+def _hold_lock_in_child(name: str, ttl_s: float) -> "subprocess.Popen[str]":
+    """A child process that takes lock ``name`` (as a run would) and waits to be killed."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, time\n"
+        "from curation import store\n"
+        "from curation.config import Settings\n"
+        "store.connect(Settings.load(env={}))\n"
+        f"with store.exclusive({name!r}, {ttl_s}, holder='test run holds'):\n"
+        "    print('held', flush=True)\n"
+        "    time.sleep(600)\n"
+    )
+    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert child.stdout is not None and child.stdout.readline().strip() == "held"
+    return child
+
+
+def test_item08_dead_lock_is_cleared_when_its_holder_was_killed(settings):
+    import signal
+    import uuid
+
+    from curation import store
+    from curation.errors import CurationError
+
+    store.connect(settings)
+    name = f"retrain:test-{uuid.uuid4().hex[:8]}"
+    child = _hold_lock_in_child(name, ttl_s=6 * 3600)
+    try:
+        with pytest.raises(CurationError, match="Another retrain"):  # a live holder keeps it
+            with store.exclusive(name, 60, holder="retrain holds the registry lock"):
+                pass
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+    with store.exclusive(name, 60, holder="retrain holds the registry lock") as owner:  # no 6 h wait
+        assert store.list_locks()[0]["owner"] == owner or any(d["owner"] == owner for d in store.list_locks())
+
+
+def test_item08_lock_of_another_host_lives_by_its_heartbeat(settings):
+    import uuid
+    from datetime import timedelta
+
+    from curation import locks as lk
+    from curation import store
+
+    store.connect(settings)
+    coll = store._platform_collection(store.LOCKS_COLLECTION)
+    name = f"mine:test-{uuid.uuid4().hex[:8]}"
+    now = lk.utcnow()
+    doc = {"_id": name, "owner": "far:1:x", "host": "another-host", "pid": 1, "pid_started": 0.0,
+           "expires_at": now + timedelta(hours=1), "acquired_at": now}
+    coll.insert_one({**doc, "heartbeat_at": now})
+    assert not store.acquire_lock(name, "me", ttl_s=60)  # its heartbeat is fresh: a live run elsewhere
+    coll.update_one({"_id": name}, {"$set": {"heartbeat_at": now - timedelta(seconds=lk.STALE_AFTER_S + 5)}})
+    assert store.acquire_lock(name, "me", ttl_s=60)  # heartbeat stopped: that run is gone
+    store.release_lock(name, "me")
+
+
+def test_item08_curation_locks_lists_and_clears(settings, monkeypatch):
+    import uuid
+    from datetime import timedelta
+
+    from typer.testing import CliRunner
+
+    from curation import locks as lk
+    from curation import store
+    from curation.cli import app
+
+    store.connect(settings)
+    coll = store._platform_collection(store.LOCKS_COLLECTION)
+    dead, live = f"dead-{uuid.uuid4().hex[:6]}", f"live-{uuid.uuid4().hex[:6]}"
+    now = lk.utcnow()
+    coll.insert_one({"_id": dead, "owner": "gone", "host": "h2", "pid": 7, "heartbeat_at": now - timedelta(hours=1),
+                     "expires_at": now + timedelta(hours=5), "acquired_at": now})
+    assert store.acquire_lock(live, "me", ttl_s=60)
+    runner = CliRunner()
+    listed = runner.invoke(app, ["locks"], env={"COLUMNS": "200"})
+    assert listed.exit_code == 0, listed.output
+    assert dead in listed.output and live in listed.output and "dead" in listed.output and "alive" in listed.output
+    refused = runner.invoke(app, ["locks", "--clear", live])
+    assert refused.exit_code == 2 and "live run" in refused.output
+    cleared = runner.invoke(app, ["locks", "--clear-dead"], env={"COLUMNS": "200"})
+    assert cleared.exit_code == 0 and f"cleared `{dead}`" in cleared.output
+    assert [d["name"] for d in store.list_locks() if d["name"] in (dead, live)] == [live]
+    store.release_lock(live, "me")
