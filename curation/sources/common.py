@@ -10,6 +10,7 @@ Per-record parsers are pure functions on plain dicts.
 from __future__ import annotations
 
 import ast
+import json
 import math
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -27,6 +28,7 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
 # Reject reasons produced by parsers (image reasons live in curation.media).
 BAD_LABEL = "bad_label"
 BAD_RECORD = "bad_record"
+BAD_FILE = "bad_file"  # a whole input file that cannot be read (truncated, empty, wrong shape)
 MISSING = "missing_file"
 UNSAFE_PATH = "unsafe_path"
 
@@ -206,8 +208,17 @@ def scene_from_tags(tags: Mapping[str, Any] | None, **extra: Any) -> dict[str, A
 
 
 # Paths ---------------------------------------------------------------------------------------------
+def is_inside(root: Path, path: Path) -> bool:
+    """Whether ``path``, symbolic links resolved, is ``root`` or lies under it (``root`` resolved too)."""
+    root, target = Path(root).resolve(), Path(path).resolve()
+    return target == root or root in target.parents
+
+
 def safe_join(root: Path, relative: str) -> Path | None:
-    """``root / relative`` if it stays inside ``root``; None for absolute paths or '..' escapes."""
+    """``root / relative`` if it stays inside ``root``; None for absolute paths or '..' escapes.
+
+    Symbolic links are resolved first, so a link inside ``root`` that points out of it escapes too.
+    """
     if not relative or Path(relative).is_absolute() or relative.startswith(("/", "\\")):
         return None
     root = root.resolve()
@@ -215,6 +226,51 @@ def safe_join(root: Path, relative: str) -> Path | None:
     if candidate != root and root not in candidate.parents:
         return None
     return candidate
+
+
+def link_escape_message(path: Path, root: Path, *, name: str | None = None) -> str:
+    """The reject text for a symbolic link out of ``root``; its target is never opened or stat'ed."""
+    where = f"{name}: {path}" if name else str(path)
+    return (
+        f"{where} is a symbolic link to a location outside {root}; the platform reads only files inside the "
+        "import folder. Copy the file into the folder instead of linking it."
+    )
+
+
+def escape_message(root: Path, relative: str, name: str, what: str = "file_name") -> str:
+    """Why ``relative`` was refused under ``root``: an absolute/``..`` path, or a symbolic link out."""
+    if relative and not Path(relative).is_absolute() and ".." not in Path(relative).parts:
+        link = Path(root) / relative
+        if any(p.is_symlink() for p in (link, *link.parents) if p != Path(root) and Path(root) in p.parents):
+            return link_escape_message(link, root, name=name)
+    return f"{name}: {what} {relative!r} is empty or escapes {root}; only files inside it are read."
+
+
+def list_images(folder: Path, root: Path, source: str) -> tuple[list[Path], list[Reject]]:
+    """Image files directly in ``folder`` (sorted) and a reject for each link that leaves ``root``.
+
+    A symbolic link whose target stays inside ``root`` is read through its resolved path; one that
+    points outside is rejected by name without opening the target (no size, no content in the
+    message). A link whose target is missing is rejected as a broken link.
+    """
+    images: list[Path] = []
+    rejects: list[Reject] = []
+    for entry in sorted(folder.iterdir()):
+        if entry.suffix.lower() not in IMAGE_EXTENSIONS:
+            continue
+        if entry.is_symlink():
+            if not is_inside(root, entry):
+                rejects.append(Reject(source, str(entry), UNSAFE_PATH, link_escape_message(entry, root)))
+                continue
+            if not entry.exists():
+                rejects.append(
+                    Reject(source, str(entry), MISSING, f"{entry} is a symbolic link whose target does not exist.")
+                )
+                continue
+            entry = entry.resolve()
+        if entry.is_file():
+            images.append(entry)
+    return images, rejects
 
 
 # Class maps ---------------------------------------------------------------------------------------
@@ -310,11 +366,54 @@ def default_class_map_path(source: str) -> Path:
 
 
 # COCO ----------------------------------------------------------------------------------------------
+BOX_TOLERANCE = 0.01
+"""How far (a fraction of the image side) a box may reach past the image edge before it is refused."""
+
+
+def read_coco(file: Path) -> dict[str, Any]:
+    """Read one COCO JSON file and check its top-level shape.
+
+    Raises:
+        ValueError: the file is empty, not JSON, nested too deeply or not a COCO object with an
+            ``images`` list; the message says which, in words, without Python internals.
+    """
+    data = file.read_bytes()
+    if not data.strip():
+        raise ValueError(f"the file is empty ({len(data)} bytes)")
+    try:
+        doc = json.loads(data)
+    except UnicodeDecodeError:
+        raise ValueError("not text (not UTF-8): is this really a COCO JSON file?") from None
+    except json.JSONDecodeError as e:
+        raise ValueError(f"not valid JSON: {e.msg.lower()} at line {e.lineno}, column {e.colno}") from None
+    except RecursionError:
+        raise ValueError("not a COCO file: its JSON is nested too deeply to read") from None
+    if not isinstance(doc, Mapping):
+        raise ValueError(f"not a COCO file: the top level is a JSON {_json_kind(doc)}, expected an object with `images`")
+    if not isinstance(doc.get("images"), list):
+        raise ValueError(f"not a COCO file: `images` must be a list, got {_json_kind(doc.get('images'))}")
+    for key in ("annotations", "categories"):
+        if doc.get(key) is not None and not isinstance(doc.get(key), list):
+            raise ValueError(f"not a COCO file: `{key}` must be a list, got {_json_kind(doc.get(key))}")
+    return dict(doc)
+
+
+def _json_kind(value: Any) -> str:
+    names = {dict: "object", list: "list", str: "string", bool: "boolean", int: "number", float: "number"}
+    return "missing value" if value is None else names.get(type(value), type(value).__name__)
+
+
+def _entry_id(value: Any) -> bool:
+    """COCO ids are integers or strings; anything else cannot key an image or category."""
+    return isinstance(value, (int, str)) and not isinstance(value, bool)
+
+
 @dataclass(frozen=True)
 class CocoCategories:
-    """Category id → (unified class or None, source name, subtype)."""
+    """Category id → (unified class or None, source name, subtype); ``problems`` names bad entries."""
 
-    by_id: Mapping[int, tuple[str | None, str, str | None]]
+    by_id: Mapping[Any, tuple[str | None, str, str | None]]
+    problems: tuple[str, ...] = ()
 
 
 def coco_categories(
@@ -323,10 +422,19 @@ def coco_categories(
     """Map a COCO file's categories (read by id, never by position) through ``class_map``.
 
     With ``drop_placeholder``, Roboflow's category 0 named after the project (the supercategory of
-    the real classes, or ``supercategory: none``) is dropped when no annotation uses it.
+    the real classes, or ``supercategory: none``) is dropped when no annotation uses it. A category
+    that is not an object or has no integer/string ``id`` is left out and named in ``problems``;
+    annotations that use it are then rejected with their image.
     """
-    cats = list(doc.get("categories") or [])
-    used = {a.get("category_id") for a in doc.get("annotations") or []}
+    problems = []
+    cats = []
+    for index, c in enumerate(doc.get("categories") or []):
+        if not isinstance(c, Mapping) or not _entry_id(c.get("id")):
+            got = "not an object" if not isinstance(c, Mapping) else f"no usable `id` (got {c.get('id')!r})"
+            problems.append(f"{where}: categories[{index}] is {got}; it is ignored.")
+            continue
+        cats.append(c)
+    used = {a.get("category_id") for a in doc.get("annotations") or [] if isinstance(a, Mapping) and _entry_id(a.get("category_id"))}
     if drop_placeholder:
         supers = {c.get("supercategory") for c in cats if c.get("id") != 0}
         cats = [
@@ -343,8 +451,17 @@ def coco_categories(
             unified, subtype = class_map.primitive(name)
         except KeyError:
             unified, subtype = None, None  # unused and unmapped: never referenced
-        by_id[int(c["id"])] = (unified, name, subtype)
-    return CocoCategories(by_id)
+        by_id[c["id"]] = (unified, name, subtype)
+    return CocoCategories(by_id, tuple(problems))
+
+
+def _image_side(image: Mapping[str, Any], key: str) -> float | None:
+    value = image.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        raise ValueError(f"image `{key}` must be a positive number of pixels; got {value!r}")
+    return float(value)
 
 
 def parse_coco_boxes(
@@ -352,27 +469,42 @@ def parse_coco_boxes(
 ) -> tuple[Primitive, ...]:
     """Boxes of one COCO image in unified classes; relative when the image size is known.
 
+    A box must be four finite numbers; with the image size known it must also lie inside the image
+    (up to :data:`BOX_TOLERANCE` of a side past an edge): a NaN or a 1e308-wide box is an error,
+    not a roadwork box.
+
     Raises:
         ValueError: an annotation references an unknown category or has a malformed bbox.
     """
-    width, height = image.get("width"), image.get("height")
-    relative = bool(width) and bool(height)
+    width, height = _image_side(image, "width"), _image_side(image, "height")
+    relative = width is not None and height is not None
     out = []
     for ann in annotations:
         cid = ann.get("category_id")
-        if cid not in categories.by_id:
+        if not _entry_id(cid) or cid not in categories.by_id:
             raise ValueError(f"annotation {ann.get('id')} has unknown category_id {cid!r}")
         unified, name, subtype = categories.by_id[cid]
         if unified is None:
             continue
         bbox = ann.get("bbox")
-        if not isinstance(bbox, (list, tuple)) or len(bbox) != 4:
-            raise ValueError(f"annotation {ann.get('id')} has malformed bbox {bbox!r}")
+        if (
+            not isinstance(bbox, (list, tuple))
+            or len(bbox) != 4
+            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in bbox)
+        ):
+            raise ValueError(f"annotation {ann.get('id')} has malformed bbox {bbox!r}: expected [x, y, width, height] numbers")
         x, y, w, h = (float(v) for v in bbox)
+        if not all(math.isfinite(v) for v in (x, y, w, h)):
+            raise ValueError(f"annotation {ann.get('id')} has a bbox that is not finite numbers: {bbox!r}")
         if w <= 0 or h <= 0:
             continue
         if relative:
+            assert width is not None and height is not None
             x, y, w, h = x / width, y / height, w / width, h / height
+            if x < -BOX_TOLERANCE or y < -BOX_TOLERANCE or x + w > 1 + BOX_TOLERANCE or y + h > 1 + BOX_TOLERANCE:
+                raise ValueError(
+                    f"annotation {ann.get('id')} has bbox {bbox!r} outside the {width:g}×{height:g} image"
+                )
         attrs = {"source_class": name}
         if subtype:
             attrs["subtype"] = subtype
@@ -380,11 +512,29 @@ def parse_coco_boxes(
     return tuple(out)
 
 
-def group_annotations(doc: Mapping[str, Any]) -> dict[Any, list[Mapping[str, Any]]]:
+def group_annotations(doc: Mapping[str, Any], *, where: str = "") -> tuple[dict[Any, list[Mapping[str, Any]]], list[str]]:
+    """Annotations by ``image_id``, and a message for each entry that is not a usable annotation."""
     by_image: dict[Any, list[Mapping[str, Any]]] = {}
-    for ann in doc.get("annotations") or []:
-        by_image.setdefault(ann.get("image_id"), []).append(ann)
-    return by_image
+    problems = []
+    for index, ann in enumerate(doc.get("annotations") or []):
+        if not isinstance(ann, Mapping) or not _entry_id(ann.get("image_id")):
+            got = "not an object" if not isinstance(ann, Mapping) else f"without a usable `image_id` (got {ann.get('image_id')!r})"
+            problems.append(f"{where}: annotations[{index}] is {got}; it is ignored.")
+            continue
+        by_image.setdefault(ann["image_id"], []).append(ann)
+    return by_image, problems
+
+
+def coco_image_problem(image: Any) -> str | None:
+    """Why one ``images`` entry cannot be imported, or None: it must be an object with a string
+    ``file_name`` and an integer/string ``id``."""
+    if not isinstance(image, Mapping):
+        return f"is a JSON {_json_kind(image)}, not an image object"
+    if not isinstance(image.get("file_name"), str):
+        return f"has no usable `file_name` (got {image.get('file_name')!r})"
+    if not _entry_id(image.get("id")):
+        return f"has no usable `id` (got {image.get('id')!r})"
+    return None
 
 
 def parse_label_value(value: Any) -> Label:

@@ -17,7 +17,6 @@ Example:
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -26,6 +25,7 @@ from typing import Any
 from curation.errors import InputError
 from curation.schema import Label, Source
 from curation.sources.common import (
+    BAD_FILE,
     BAD_RECORD,
     UNSAFE_PATH,
     ClassMap,
@@ -33,11 +33,14 @@ from curation.sources.common import (
     Reject,
     SourceRecord,
     coco_categories,
+    coco_image_problem,
     default_class_map_path,
+    escape_message,
     group_annotations,
     load_class_map,
     parse_coco_boxes,
     parse_list,
+    read_coco,
     safe_join,
     scene_from_tags,
     text_or_none,
@@ -65,16 +68,17 @@ def parse_roadwork_image(
     where: str,
 ) -> SourceRecord | Reject:
     """One COCO image entry and its annotations → a record (no file reads)."""
-    file_name = str(image.get("file_name") or "")
-    name = f"{where}: {file_name or image.get('id')}"
+    problem = coco_image_problem(image)
+    if problem is not None:
+        return Reject(Source.ROADWORK, where, BAD_RECORD, f"{where} {problem}; it is not imported.")
+    file_name = image["file_name"]
+    name = f"{where}: {file_name}"
     path = _resolve(root, images_dir, file_name)
     if path is None:
-        return Reject(
-            Source.ROADWORK, name, UNSAFE_PATH, f"{name}: file_name {file_name!r} is empty or escapes {images_dir}."
-        )
+        return Reject(Source.ROADWORK, name, UNSAFE_PATH, escape_message(images_dir, file_name, name))
     try:
         boxes = parse_coco_boxes(image, annotations, categories)
-    except (ValueError, TypeError) as e:
+    except ValueError as e:
         return Reject(Source.ROADWORK, name, BAD_RECORD, f"{name}: {e}.")
     video = image.get("video_info") if isinstance(image.get("video_info"), Mapping) else {}
     tags = image.get("scene_level_tags") if isinstance(image.get("scene_level_tags"), Mapping) else {}
@@ -96,13 +100,19 @@ def parse_roadwork_image(
 
 
 def _resolve(root: Path, images_dir: Path, file_name: str) -> Path | None:
-    """The image path for ``file_name`` under ``images/`` (or the dataset folder); None if it escapes."""
+    """The image path for ``file_name`` under ``images/`` (or the dataset folder); None if it escapes.
+
+    A name that exists under ``images/`` (a file or a symbolic link) is decided there: a link out
+    of ``images/`` is refused, not looked up again in the dataset folder.
+    """
     if not file_name:
         return None
     in_images, in_root = safe_join(images_dir, file_name), safe_join(root, file_name)
-    if in_images is not None and (in_images.exists() or in_root is None or not in_root.exists()):
+    if (images_dir / file_name).is_symlink() or in_images is not None and in_images.exists():
         return in_images
-    return in_root
+    if in_root is not None and in_root.exists():
+        return in_root
+    return in_images if in_images is not None else in_root
 
 
 def annotation_files(root: Path) -> list[Path]:
@@ -131,6 +141,7 @@ class RoadworkImporter:
         self.warnings: list[str] = []
         self._docs: list[tuple[Path, dict[str, Any], CocoCategories]] = []
         self._class_map: ClassMap | None = None
+        self._rejects: list[Reject] = []
 
     def setup(self) -> None:
         if not self.path.exists():
@@ -139,39 +150,41 @@ class RoadworkImporter:
         if not files:
             raise InputError(f"No instances_*.json annotation files under {self.path}/annotations.")
         self._class_map = load_class_map(*(self.class_map_paths or (default_class_map_path("roadwork"),)))
+        self._docs, self._rejects = [], []
         for file in files:
             try:
-                doc = json.loads(file.read_text())
+                doc = read_coco(file)
             except (OSError, ValueError) as e:
-                self.warnings.append(f"{file}: not readable COCO JSON ({e}); skipped.")
-                continue
-            if not isinstance(doc, dict) or not isinstance(doc.get("images"), list):
-                self.warnings.append(f"{file}: no `images` list; skipped.")
+                reason = e.strerror if isinstance(e, OSError) and e.strerror else e
+                self._rejects.append(
+                    Reject(Source.ROADWORK, str(file), BAD_FILE, f"{file}: cannot be imported: {reason}. No image of this file was imported.")
+                )
                 continue
             self._docs.append((file, doc, coco_categories(doc, self._class_map, where=str(file))))
 
     def __len__(self) -> int:
-        return sum(len(doc["images"]) for _, doc, _ in self._docs)
+        return len(self._rejects) + sum(len(doc["images"]) for _, doc, _ in self._docs)
 
     def __iter__(self) -> Iterator[SourceRecord | Reject]:
         if self._class_map is None:
             self.setup()
+        yield from self._rejects
         for file, doc, categories in self._docs:
             match = _SPLIT_RE.match(file.stem)
             split = match.group(1) if match else "train"
             root = file.parent.parent if file.parent.name == "annotations" else file.parent
             images_dir = root / "images" if (root / "images").is_dir() else root
-            by_image = group_annotations(doc)
-            for image in doc["images"]:
-                if not isinstance(image, Mapping):
-                    yield Reject(Source.ROADWORK, str(file), BAD_RECORD, f"{file}: image entry is not an object.")
-                    continue
+            by_image, problems = group_annotations(doc, where=file.name)
+            for message in (*categories.problems, *problems):
+                yield Reject(Source.ROADWORK, message.split(";")[0], BAD_RECORD, message)
+            for index, image in enumerate(doc["images"]):
+                key = image.get("id") if isinstance(image, Mapping) else None
                 yield parse_roadwork_image(
                     image,
-                    by_image.get(image.get("id"), []),
+                    by_image.get(key, []) if isinstance(key, (int, str)) else [],
                     categories,
                     split=split,
                     root=root,
                     images_dir=images_dir,
-                    where=file.name,
+                    where=f"{file.name} images[{index}]",
                 )

@@ -19,7 +19,7 @@ Example:
 from __future__ import annotations
 
 import csv
-import json
+import math
 import os
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -30,6 +30,7 @@ import yaml
 from curation.errors import InputError
 from curation.schema import Label, Source
 from curation.sources.common import (
+    BAD_FILE,
     BAD_LABEL,
     BAD_RECORD,
     IMAGE_EXTENSIONS,
@@ -39,10 +40,16 @@ from curation.sources.common import (
     Reject,
     SourceRecord,
     coco_categories,
+    coco_image_problem,
     default_class_map_path,
+    escape_message,
     group_annotations,
+    is_inside,
+    link_escape_message,
+    list_images,
     load_class_map,
     parse_coco_boxes,
+    read_coco,
     safe_join,
 )
 
@@ -70,6 +77,8 @@ def parse_yolo_lines(
             values = [float(v) for v in parts[1:]]
         except ValueError:
             raise ValueError(f"line {number}: not numbers: {line.strip()!r}") from None
+        if not all(math.isfinite(v) for v in values):
+            raise ValueError(f"line {number}: coordinates must be finite numbers: {line.strip()!r}")
         if not 0 <= cls < len(names):
             raise ValueError(f"line {number}: class index {cls} outside names[0..{len(names) - 1}]")
         if len(values) == 4:
@@ -99,22 +108,46 @@ def yolo_names(data: dict[str, Any]) -> list[str]:
     raise ValueError("`names` must be a list or a {index: name} mapping")
 
 
-def resolve_yolo_split(yaml_dir: Path, key: str, value: Any, base: Any) -> tuple[Path | None, list[Path]]:
-    """Find a data.yaml split folder; Roboflow writes ``../train/images`` relative to a parent."""
-    tried: list[Path] = []
+def resolve_yolo_split(export: Path, key: str, value: Any, base: Any) -> tuple[Path | None, list[Path], list[Path]]:
+    """Find a data.yaml split folder inside the export folder ``export`` (the data.yaml's folder).
+
+    Roboflow writes ``train: ../train/images`` although the folder is ``<export>/train/images``, so a
+    leading ``../`` is read relative to the export itself, and the literal ``<export>/../train/images``
+    (an unrelated sibling folder) is never read. ``path:`` (Ultralytics' dataset root) is honoured
+    when it lies inside the export. When data.yaml names an existing folder outside the export
+    (absolute, ``../..``, ``path:`` elsewhere, or a symbolic link out), the split is refused rather
+    than guessed; ``<export>/<split>/images`` is the fallback only when data.yaml names nothing usable.
+
+    Returns:
+        (the folder or None, the candidates tried, the existing folders refused as outside).
+    """
+    export = export.resolve()
+    preferred: list[Path] = []
+    literal: list[Path] = []
     if isinstance(value, str) and value:
-        rel = value
-        stripped = rel
+        stripped = value
         while stripped.startswith("../"):
             stripped = stripped[3:]
-        for root in ([yaml_dir / str(base)] if base else []) + [yaml_dir]:
-            tried += [root / rel, root / stripped]
-    tried.append(yaml_dir / YOLO_SPLIT_KEYS.get(key, key) / "images")
-    tried = list(dict.fromkeys(Path(os.path.normpath(t)) for t in tried))
-    for candidate in tried:
+        if isinstance(base, str) and base:
+            preferred.append((Path(base) if Path(base).is_absolute() else export / base) / value)
+        preferred.append(export / stripped)
+        if stripped != value or Path(value).is_absolute():
+            literal.append(export / value)
+    fallback = export / YOLO_SPLIT_KEYS.get(key, key) / "images"
+    norm = lambda paths: list(dict.fromkeys(Path(os.path.normpath(p)) for p in paths))  # noqa: E731
+    tried = norm([*preferred, *literal, fallback])
+    outside = []
+    for candidate in norm(preferred):
         if candidate.is_dir():
-            return candidate.resolve(), tried
-    return None, tried
+            if is_inside(export, candidate):
+                return candidate.resolve(), tried, []
+            outside.append(candidate)
+    outside += [c for c in norm(literal) if c.is_dir() and not is_inside(export, c)]
+    if outside:
+        return None, tried, outside
+    if fallback.is_dir() and is_inside(export, fallback):
+        return fallback.resolve(), tried, []
+    return None, tried, []
 
 
 def _images_in(folder: Path) -> list[Path]:
@@ -182,46 +215,75 @@ class RoboflowImporter:
         for kind, location in exports:
             getattr(self, f"_setup_{kind}")(location)
 
+    def _reject(self, name: str, reason: str, message: str) -> None:
+        """A problem found while reading the export's structure: reported with the records."""
+        self._plan.append(("rejects", ([Reject(Source.ROBOFLOW, name, reason, message)],)))
+
     def _setup_coco(self, folder: Path) -> None:
         assert self._class_map is not None
         files = [folder / COCO_FILE] if (folder / COCO_FILE).is_file() else sorted(folder.glob(f"*/{COCO_FILE}"))
         for file in files:
+            if not is_inside(folder, file):
+                self._reject(str(file), UNSAFE_PATH, link_escape_message(file, folder))
+                continue
             try:
-                doc = json.loads(file.read_text())
+                doc = read_coco(file)
             except (OSError, ValueError) as e:
-                self.warnings.append(f"{file}: not readable COCO JSON ({e}); skipped.")
+                reason = e.strerror if isinstance(e, OSError) and e.strerror else e
+                self._reject(str(file), BAD_FILE, f"{file}: cannot be imported: {reason}. No image of this file was imported.")
                 continue
             cats = coco_categories(doc, self._class_map, where=str(file), drop_placeholder=True)
             self._plan.append(("coco", (file, doc, cats)))
-            self._count += len(doc.get("images") or [])
+            self._count += len(doc["images"])
 
     def _setup_yolo(self, data_yaml: Path) -> None:
         assert self._class_map is not None
         try:
             data = yaml.safe_load(data_yaml.read_text()) or {}
+            if not isinstance(data, dict):
+                raise ValueError("the top level must be a mapping with `names` and split paths")
             names = yolo_names(data)
         except (OSError, ValueError, yaml.YAMLError) as e:
             raise InputError(f"{data_yaml}: unreadable YOLO data.yaml ({e}).") from None
         self._class_map.check(names, where=str(data_yaml))
+        export = data_yaml.parent
         for key in ("train", "val", "test"):
             if key not in data:
                 continue
-            images_dir, tried = resolve_yolo_split(data_yaml.parent, key, data[key], data.get("path"))
+            images_dir, tried, outside = resolve_yolo_split(export, key, data[key], data.get("path"))
+            if outside:
+                base = f" (with `path: {data['path']}`)" if data.get("path") else ""
+                self._reject(
+                    f"{data_yaml}: {key}",
+                    UNSAFE_PATH,
+                    f"{data_yaml}: `{key}: {data[key]}`{base} is {outside[0]}, outside the export {export.resolve()}; "
+                    "that split is not imported. Put the images under the export folder (e.g. "
+                    f"{export / YOLO_SPLIT_KEYS.get(key, key) / 'images'}) and point data.yaml there.",
+                )
+                continue
             if images_dir is None:
                 self.warnings.append(
                     f"{data_yaml}: `{key}: {data[key]}` names no existing folder (tried "
                     f"{', '.join(str(t) for t in tried[:3])}, ...); that split is skipped."
                 )
                 continue
-            images = _images_in(images_dir)
-            self._plan.append(("yolo", (images_dir, images, names, images_dir.parent.name)))
-            self._count += len(images)
+            images, rejects = list_images(images_dir, export, Source.ROBOFLOW)
+            if rejects:
+                self._plan.append(("rejects", (rejects,)))
+            self._plan.append(("yolo", (export, images_dir, images, names, images_dir.parent.name)))
+            self._count += len(images) + len(rejects)
 
     def _setup_cls(self, folder: Path) -> None:
         assert self._class_map is not None
         for split_dir in sorted(d for d in folder.iterdir() if d.is_dir() and d.name.lower() in SPLIT_NAMES):
+            if not is_inside(folder, split_dir):
+                self._reject(str(split_dir), UNSAFE_PATH, link_escape_message(split_dir, folder))
+                continue
             csv_file = split_dir / CLASSES_CSV
             if csv_file.is_file():
+                if not is_inside(folder, csv_file):
+                    self._reject(str(csv_file), UNSAFE_PATH, link_escape_message(csv_file, folder))
+                    continue
                 with csv_file.open(newline="") as f:
                     rows = list(csv.reader(f))
                 if not rows:
@@ -231,12 +293,19 @@ class RoboflowImporter:
                 self._plan.append(("csv", (split_dir, header, rows[1:])))
                 self._count += len(rows) - 1
                 continue
-            classes = [d for d in sorted(split_dir.iterdir()) if d.is_dir()]
+            classes = []
+            for class_dir in (d for d in sorted(split_dir.iterdir()) if d.is_dir()):
+                if is_inside(folder, class_dir):
+                    classes.append(class_dir)
+                else:
+                    self._reject(str(class_dir), UNSAFE_PATH, link_escape_message(class_dir, folder))
             self._class_map.check([c.name for c in classes], images=True, where=str(split_dir))
             for class_dir in classes:
-                images = _images_in(class_dir)
+                images, rejects = list_images(class_dir, folder, Source.ROBOFLOW)
+                if rejects:
+                    self._plan.append(("rejects", (rejects,)))
                 self._plan.append(("folder", (split_dir.name, class_dir.name, images)))
-                self._count += len(images)
+                self._count += len(images) + len(rejects)
 
     def __len__(self) -> int:
         return self._count
@@ -251,33 +320,49 @@ class RoboflowImporter:
     def _record(self, split: str, source_id: str, path: Path, **kw: Any) -> SourceRecord:
         return SourceRecord(Source.ROBOFLOW, split, source_id, str(path), path=path, **kw)
 
+    def _iter_rejects(self, rejects: list[Reject]) -> Iterator[SourceRecord | Reject]:
+        yield from rejects
+
     def _iter_coco(self, file: Path, doc: dict[str, Any], cats: Any) -> Iterator[SourceRecord | Reject]:
         split = file.parent.name
-        by_image = group_annotations(doc)
-        for image in doc.get("images") or []:
-            file_name = str(image.get("file_name") or "")
+        by_image, problems = group_annotations(doc, where=str(file))
+        for message in (*cats.problems, *problems):
+            yield Reject(Source.ROBOFLOW, message.split(";")[0], BAD_RECORD, message)
+        for index, image in enumerate(doc["images"]):
+            problem = coco_image_problem(image)
+            if problem is not None:
+                name = f"{file}: images[{index}]"
+                yield Reject(Source.ROBOFLOW, name, BAD_RECORD, f"{name} {problem}; it is not imported.")
+                continue
+            file_name = image["file_name"]
             name = f"{file}: {file_name}"
             path = safe_join(file.parent, file_name)
             if path is None:
-                yield Reject(Source.ROBOFLOW, name, UNSAFE_PATH, f"{name}: file_name escapes {file.parent}.")
+                yield Reject(Source.ROBOFLOW, name, UNSAFE_PATH, escape_message(file.parent, file_name, name))
                 continue
             try:
-                boxes = parse_coco_boxes(image, by_image.get(image.get("id"), []), cats)
-            except (ValueError, TypeError) as e:
-                yield Reject(Source.ROBOFLOW, name, BAD_RECORD, f"{name}: {e}.")
+                boxes = parse_coco_boxes(image, by_image.get(image["id"], []), cats)
+            except ValueError as e:
+                yield Reject(Source.ROBOFLOW, name, BAD_RECORD, f"{name} (images[{index}]): {e}.")
                 continue
             yield self._record(split, f"coco/{split}/{file_name}", path, primitives=boxes)
 
-    def _iter_yolo(self, images_dir: Path, images: list[Path], names: list[str], split: str) -> Iterator[SourceRecord | Reject]:
+    def _iter_yolo(
+        self, export: Path, images_dir: Path, images: list[Path], names: list[str], split: str
+    ) -> Iterator[SourceRecord | Reject]:
         assert self._class_map is not None
         labels_dir = images_dir.parent / "labels"
         for image in images:
             label_file = labels_dir / f"{image.stem}.txt"
+            if (label_file.exists() or label_file.is_symlink()) and not is_inside(export, label_file):
+                yield Reject(Source.ROBOFLOW, str(label_file), UNSAFE_PATH, link_escape_message(label_file, export))
+                continue
             try:
                 text = label_file.read_text() if label_file.is_file() else ""
                 boxes = parse_yolo_lines(text, names, self._class_map.primitive)
             except (OSError, UnicodeDecodeError, ValueError) as e:
-                yield Reject(Source.ROBOFLOW, str(label_file), BAD_LABEL, f"{label_file}: {e}.")
+                reason = e.strerror if isinstance(e, OSError) and e.strerror else e
+                yield Reject(Source.ROBOFLOW, str(label_file), BAD_LABEL, f"{label_file}: {reason}.")
                 continue
             yield self._record(split, f"yolo/{split}/{image.name}", image, primitives=boxes)
 
@@ -295,7 +380,7 @@ class RoboflowImporter:
                 continue
             path = safe_join(split_dir, row[0].strip())
             if path is None:
-                yield Reject(Source.ROBOFLOW, name, UNSAFE_PATH, f"{name}: filename {row[0]!r} escapes {split_dir}.")
+                yield Reject(Source.ROBOFLOW, name, UNSAFE_PATH, escape_message(split_dir, row[0].strip(), name, "filename"))
                 continue
             try:
                 flags = [int(float(v)) for v in row[1 : len(header)]]

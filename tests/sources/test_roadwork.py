@@ -9,7 +9,15 @@ from _ingest_fixtures import ROADWORK_CATEGORIES, write_roadwork
 
 from curation.errors import InputError
 from curation.schema import Label
-from curation.sources.common import UNSAFE_PATH, Reject, SourceRecord, coco_categories, default_class_map_path, load_class_map
+from curation.sources.common import (
+    BAD_FILE,
+    UNSAFE_PATH,
+    Reject,
+    SourceRecord,
+    coco_categories,
+    default_class_map_path,
+    load_class_map,
+)
 from curation.sources.roadwork import RoadworkImporter, annotation_files, label_from_travel_alteration, parse_roadwork_image
 
 
@@ -90,7 +98,69 @@ def test_bad_annotation_and_unreadable_json(tmp_path):
     (tmp_path / "annotations" / "instances_val_gps_split.json").write_text("{broken")
     imp = RoadworkImporter(tmp_path)
     imp.setup()
-    (rej,) = list(imp)
+    unreadable, rej = list(imp)  # an unreadable file is a reject (so --strict fails), listed first
     assert isinstance(rej, Reject) and "malformed bbox" in rej.message
-    assert "not readable COCO JSON" in imp.warnings[0]
+    assert unreadable.reason == BAD_FILE and "not valid JSON" in unreadable.message
     assert json.loads((tmp_path / "annotations" / "instances_train_gps_split.json").read_text())["images"]
+
+
+# Issue 24 hardening ---------------------------------------------------------------------------
+def _items(importer):
+    importer.setup()
+    items = list(importer)
+    return [r for r in items if isinstance(r, SourceRecord)], [r for r in items if isinstance(r, Reject)]
+
+
+def test_item10_roadwork_malformed_entries_rejected_by_name(tmp_path):
+    images = [{"id": i, "file_name": f"f{i}.jpg", "seed": i} for i in range(5)]
+    anns = [{"id": i, "image_id": i, "category_id": 7, "bbox": [1, 1, 10, 10]} for i in range(5)]
+    file = write_roadwork(tmp_path, images, anns, categories=[*ROADWORK_CATEGORIES, {"name": "Drum"}])
+    doc = json.loads(file.read_text())
+    doc["images"][3] = "f3.jpg"
+    doc["images"][4]["id"] = {"nested": 1}
+    doc["annotations"].append(["not", "an", "annotation"])
+    file.write_text(json.dumps(doc))
+    records, rejects = _items(RoadworkImporter(tmp_path))
+    assert sorted(r.source_id for r in records) == ["f0.jpg", "f1.jpg", "f2.jpg"]
+    text = " | ".join(r.message for r in rejects)
+    assert "images[3]" in text and "images[4]" in text and "categories[6]" in text and "annotations[5]" in text
+
+
+@pytest.mark.parametrize("text", [json.dumps([{"images": []}]), "[" * 50_000 + "]" * 50_000, ""])
+def test_item10_roadwork_malformed_document_is_a_reject_not_a_traceback(tmp_path, text):
+    write_roadwork(tmp_path, [{"id": 1, "file_name": "a.jpg", "seed": 1}], [], split="train")
+    bad = tmp_path / "annotations" / "instances_val_gps_split.json"
+    bad.write_text(text)
+    records, rejects = _items(RoadworkImporter(tmp_path))
+    assert len(records) == 1
+    (rej,) = rejects
+    assert str(bad) in rej.message and "Traceback" not in rej.message
+
+
+def test_item11_roadwork_zero_byte_file_is_a_reject(tmp_path):
+    write_roadwork(tmp_path, [{"id": 1, "file_name": "a.jpg", "seed": 1}], [])
+    (tmp_path / "annotations" / "instances_val_gps_split.json").write_bytes(b"")
+    _, rejects = _items(RoadworkImporter(tmp_path))
+    (rej,) = rejects
+    assert rej.reason == BAD_FILE and "empty" in rej.message
+
+
+def test_item12_roadwork_nan_or_huge_box_rejected(tmp_path):
+    write_roadwork(tmp_path, [{"id": 1, "file_name": "a.jpg", "seed": 1}, {"id": 2, "file_name": "b.jpg", "seed": 2}],
+                   [{"id": 1, "image_id": 1, "category_id": 7, "bbox": [float("nan"), 1, 1e308, 2]},
+                    {"id": 2, "image_id": 2, "category_id": 7, "bbox": [1, 1, 10, 10]}])
+    records, rejects = _items(RoadworkImporter(tmp_path))
+    assert [r.source_id for r in records] == ["b.jpg"]
+    assert len(rejects) == 1 and "a.jpg" in rejects[0].message
+
+
+def test_item15_escaping_symlink_is_named_as_such_not_file_not_found(tmp_path):
+    outside = tmp_path / "outside.jpg"
+    outside.write_bytes(b"x")
+    root = tmp_path / "rw"
+    write_roadwork(root, [{"id": 1, "file_name": "a.jpg"}], [])
+    (root / "images" / "a.jpg").symlink_to(outside)
+    records, rejects = _items(RoadworkImporter(root))
+    assert records == []
+    (rej,) = rejects
+    assert rej.reason == UNSAFE_PATH and "symbolic link" in rej.message and "not found" not in rej.message
