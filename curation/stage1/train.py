@@ -47,6 +47,7 @@ from torch import nn
 from curation.config import from_mapping
 from curation.errors import ConfigError, InputError, suggest
 from curation.stage1 import distributed as dist_utils
+from curation.stage1.backbone import backbone_blocks
 from curation.stage1.checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
 from curation.stage1.distributed import SINGLE, DistEnv
 from curation.stage1.head_fast import FastLinearHead, supports_fast_head, view_stats
@@ -457,7 +458,7 @@ def _prepare_backbone(model, config: TrainConfig) -> None:
         if config.last_n_blocks > blocks:
             raise ConfigError(f"`last_n_blocks` is {config.last_n_blocks} but the backbone has {blocks} blocks.")
         for index in range(blocks - config.last_n_blocks, blocks):
-            backbone.model.layer[index].requires_grad_(True)
+            backbone_blocks(backbone)[index].requires_grad_(True)
         backbone.norm.requires_grad_(True)
         if config.train_embeddings and config.last_n_blocks == blocks:
             backbone.embeddings.requires_grad_(True)
