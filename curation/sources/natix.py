@@ -10,9 +10,10 @@ Accepted inputs:
 Rows carry the image as a struct ``{bytes, path}``, dotted column names (``video_info.seq_id``)
 or the nested variant (a ``video_info`` struct), list-valued tags stored as strings
 (``"['Sunny']"``) and ``label`` 0 (None) / 1 (Roadwork). Validators skip rows whose label
-disagrees with ``scene_description`` being empty; such rows are kept, tagged
-``label_conflict``, never relabeled. Parquet is read one record batch at a time, so memory does
-not grow with the number of rows.
+disagrees with the Python truthiness of ``scene_description`` (:func:`validator_conflict`); such
+rows are kept, tagged ``label_conflict``, never relabeled. A file that cannot be read, or has no
+``image`` column, is one ``bad_file`` reject naming it. Parquet is read one record batch at a
+time, so memory does not grow with the number of rows.
 
 Example:
     >>> from curation.sources.natix import parse_natix_row
@@ -32,6 +33,7 @@ from typing import Any
 from curation.errors import InputError
 from curation.schema import TAG_LABEL_CONFLICT, Label, Source
 from curation.sources.common import (
+    BAD_FILE,
     BAD_LABEL,
     BAD_RECORD,
     Reject,
@@ -60,7 +62,23 @@ def _nested(row: Mapping[str, Any], group: str, key: str) -> Any:
 
 
 def description_is_empty(text: Any) -> bool:
+    """Whether a description is a placeholder; decides only what is stored as ``scene_description``."""
     return text is None or str(text).strip().lower() in EMPTY_DESCRIPTIONS
+
+
+def validator_conflict(label: Any, description: Any) -> bool:
+    """The validator's own rule: a row is skipped when ``label == 1`` disagrees with ``bool(description)``.
+
+    Plain Python truthiness, as the subnet's filter applies it to the raw value: the placeholder
+    ``"No Description"`` and a whitespace-only string are truthy (a description), ``""`` and None
+    are falsy. Nothing is stripped or lower-cased, so the platform excludes exactly the rows the
+    validator skips.
+
+    Example:
+        >>> validator_conflict(1, "No Description"), validator_conflict(1, ""), validator_conflict(0, " ")
+        (False, True, True)
+    """
+    return (label == 1 or label == Label.ROADWORK) != bool(description)
 
 
 def parse_natix_row(row: Mapping[str, Any], *, split: str, where: str) -> SourceRecord | Reject:
@@ -76,7 +94,7 @@ def parse_natix_row(row: Mapping[str, Any], *, split: str, where: str) -> Source
         return Reject(Source.NATIX, where, BAD_RECORD, f"{where} (id {source_id}): no image bytes in column `image`.")
     description = row.get("scene_description")
     tags = ()
-    if (label == Label.ROADWORK) == description_is_empty(description):
+    if validator_conflict(label, description):
         tags = (TAG_LABEL_CONFLICT,)
     video = {k: text_or_none(_nested(row, "video_info", k)) for k in _VIDEO_KEYS}
     scene = scene_from_tags(
@@ -114,6 +132,31 @@ def split_from_filename(path: Path) -> str | None:
     return None
 
 
+def _no_image_column(names: list[str]) -> str:
+    shown = ", ".join(f"`{n}`" for n in names[:12]) + (", ..." if len(names) > 12 else "")
+    return f"has no `image` column (its columns: {shown or 'none'}); NATIX rows carry the picture in `image`"
+
+
+def _parquet_problem(file: Path) -> tuple[str | None, int]:
+    """(why ``file`` cannot be imported, or None; its row count), read from the footer only."""
+    import pyarrow.parquet as pq
+
+    try:
+        size = file.stat().st_size
+    except OSError as e:
+        return f"cannot be read ({e.strerror or 'unknown error'})", 0
+    if size == 0:
+        return "is not a readable parquet file: it is empty (0 bytes)", 0
+    try:
+        pf = pq.ParquetFile(file)
+    except Exception:  # noqa: BLE001 - pyarrow raises several types for bad files
+        return f"is not a readable parquet file: it is truncated or not parquet ({size:,} bytes)", 0
+    names = pf.schema_arrow.names
+    if "image" not in names:
+        return _no_image_column(names), 0
+    return None, pf.metadata.num_rows
+
+
 class NatixImporter:
     """Iterate NATIX rows from parquet files, a saved datasets folder or the hub.
 
@@ -131,9 +174,11 @@ class NatixImporter:
         self._kind: str | None = None
         self._files: list[tuple[str, Path]] = []
         self._num_rows: int | None = None
+        self._rejects: list[Reject] = []
 
     # setup -------------------------------------------------------------------------------------
     def setup(self) -> None:
+        self._files, self._rejects = [], []
         path = Path(self.path).expanduser()
         if path.exists():
             if path.is_dir() and ((path / "dataset_dict.json").exists() or (path / "state.json").exists()):
@@ -158,12 +203,16 @@ class NatixImporter:
             import pyarrow.parquet as pq
 
             total = 0
-            for _, file in self._files:
-                try:
-                    total += pq.ParquetFile(file).metadata.num_rows
-                except Exception as e:  # noqa: BLE001 - pyarrow raises several types for bad files
-                    self.warnings.append(f"{file}: not a readable parquet file ({e}); skipped.")
-            self._num_rows = total
+            readable = []
+            for split, file in self._files:
+                problem, rows = _parquet_problem(file)
+                if problem is not None:
+                    self._rejects.append(Reject(Source.NATIX, file.name, BAD_FILE, f"{file}: {problem}; no row of it was imported."))
+                    continue
+                readable.append((split, file))
+                total += rows
+            self._files = readable
+            self._num_rows = total + len(self._rejects)
             return
         if isinstance(self.path, str) and _HUB_ID_RE.match(self.path):
             self._kind = "hub"
@@ -175,6 +224,9 @@ class NatixImporter:
 
     # iteration ---------------------------------------------------------------------------------
     def __iter__(self) -> Iterator[SourceRecord | Reject]:
+        if self._kind is None:
+            self.setup()
+        yield from self._rejects
         for item in self._rows(columns=None):
             yield item if isinstance(item, Reject) else parse_natix_row(item[2], split=item[0], where=item[1])
 
@@ -206,7 +258,7 @@ class NatixImporter:
                 # pre_buffer=False: with pre-buffering, pyarrow keeps every row group it has read
                 # cached until the file is closed, so memory grows with the rows (measured).
                 pf = pq.ParquetFile(file, pre_buffer=False)
-            except Exception:  # noqa: BLE001 - reported once in setup()
+            except Exception:  # noqa: BLE001 - checked in setup(); a file changed since is skipped
                 continue
             names = pf.schema_arrow.names
             cols = None
@@ -218,11 +270,15 @@ class NatixImporter:
                     for row in batch.to_pylist():
                         yield split, f"{file.name} row {index}", row
                         index += 1
-            except Exception as e:  # noqa: BLE001 - a damaged row group must not stop other files
+            except Exception:  # noqa: BLE001 - a damaged row group must not stop other files
                 where = f"{file.name} after row {index}"
-                yield Reject(Source.NATIX, where, BAD_RECORD, f"{where}: unreadable parquet data ({e}); rest of file skipped.")
+                yield Reject(
+                    Source.NATIX, where, BAD_FILE,
+                    f"{file}: the data after row {index} cannot be read (the file is damaged or truncated); "
+                    "the rest of this file was not imported. Download it again.",
+                )
 
-    def _hf_rows(self, columns: str | None) -> Iterator[tuple[str, str, dict[str, Any]]]:
+    def _hf_rows(self, columns: str | None) -> Iterator[tuple[str, str, dict[str, Any]] | Reject]:
         try:
             import datasets as hf
         except ImportError as e:  # pragma: no cover - datasets is a core dependency
@@ -240,6 +296,10 @@ class NatixImporter:
             if split not in KNOWN_SPLITS:
                 split = "train"
             if self.splits is not None and split not in self.splits:
+                continue
+            if columns is None and "image" not in (ds.column_names or []):
+                where = f"{self.path}[{split_name}]"
+                yield Reject(Source.NATIX, where, BAD_FILE, f"{where}: {_no_image_column(ds.column_names or [])}; no row of it was imported.")
                 continue
             if columns == "meta":
                 keep = [n for n in ds.column_names if n in ("id", "label", "video_info") or n.startswith("video_info.")]

@@ -7,8 +7,8 @@ from _ingest_fixtures import natix_row, write_parquet
 
 from curation.errors import InputError
 from curation.schema import TAG_LABEL_CONFLICT, Label
-from curation.sources.common import BAD_LABEL, BAD_RECORD, Reject, SourceRecord, parse_gps, parse_list
-from curation.sources.natix import NatixImporter, parse_natix_row, split_from_filename
+from curation.sources.common import BAD_FILE, BAD_LABEL, BAD_RECORD, Reject, SourceRecord, parse_gps, parse_list
+from curation.sources.natix import NatixImporter, parse_natix_row, split_from_filename, validator_conflict
 
 
 def test_dotted_row_parses_all_fields():
@@ -29,7 +29,7 @@ def test_nested_variant_equals_dotted():
 
 @pytest.mark.parametrize(
     ("label", "description", "conflict"),
-    [(1, "", True), (1, "No Description", True), (1, "cones", False), (0, "", False), (0, "no description", False),
+    [(1, "", True), (1, "No Description", False), (1, "cones", False), (0, "", False), (0, "no description", True),
      (0, "a barrier", True)],
 )
 def test_label_conflict_tagged_never_relabeled(label, description, conflict):
@@ -88,12 +88,13 @@ def test_importer_errors(tmp_path):
         NatixImporter(tmp_path).setup()
 
 
-def test_not_a_parquet_file_is_a_warning(tmp_path):
+def test_not_a_parquet_file_is_a_reject(tmp_path):
     write_parquet(tmp_path / "train-00000-of-00001.parquet", [natix_row(0)])
     (tmp_path / "test-00000-of-00001.parquet").write_bytes(b"not parquet")
     imp = NatixImporter(tmp_path)
     imp.setup()
-    assert len(list(imp)) == 1 and "not a readable parquet" in imp.warnings[0]
+    items = list(imp)
+    assert len(items) == 2 and "not a readable parquet" in items[0].message and items[0].reason == BAD_FILE
 
 
 def test_save_to_disk_folder(tmp_path):
@@ -107,3 +108,50 @@ def test_save_to_disk_folder(tmp_path):
     assert len(records) == 4 and all(isinstance(r, SourceRecord) for r in records)
     assert {r.source_split for r in records} == {"train", "test"}
     assert len(list(imp.scan_groups())) == 4
+
+
+# Issue 23 (importer parity) and issue 24 item 11 ------------------------------------------------
+@pytest.mark.parametrize(
+    ("label", "description", "conflict"),
+    [
+        (1, "No Description", False),  # the literal placeholder is truthy: the validator uses the row
+        (0, "No Description", True),
+        (1, "", True),
+        (0, "", False),
+        (1, None, True),
+        (0, None, False),
+        (1, "   ", False),  # whitespace-only is truthy in Python, so the validator keeps a label-1 row
+        (0, " \t\n", True),
+    ],
+)
+def test_issue23_label_conflict_is_validator_truthiness(label, description, conflict):
+    row = natix_row(0, label=label)
+    row["scene_description"] = description
+    rec = parse_natix_row(row, split="train", where="r")
+    assert isinstance(rec, SourceRecord)
+    assert (TAG_LABEL_CONFLICT in rec.tags) is conflict
+    assert validator_conflict(label, description) is conflict
+
+
+@pytest.mark.parametrize("damage", ["zero_bytes", "truncated", "not_parquet", "no_image_column"])
+def test_item11_unreadable_or_imageless_parquet_is_a_reject(tmp_path, damage):
+    write_parquet(tmp_path / "train-00000-of-00001.parquet", [natix_row(0)])
+    bad = tmp_path / "test-00000-of-00001.parquet"
+    if damage == "zero_bytes":
+        bad.write_bytes(b"")
+    elif damage == "truncated":
+        write_parquet(bad, [natix_row(i) for i in range(3)])
+        bad.write_bytes(bad.read_bytes()[:-40])
+    elif damage == "not_parquet":
+        bad.write_bytes(b"not parquet")
+    else:
+        row = natix_row(1)
+        row["img"] = row.pop("image")
+        write_parquet(bad, [row])
+    imp = NatixImporter(tmp_path)
+    imp.setup()
+    items = list(imp)
+    assert sum(isinstance(r, SourceRecord) for r in items) == 1
+    (rej,) = [r for r in items if isinstance(r, Reject)]
+    assert rej.reason == BAD_FILE and bad.name in rej.message
+    assert "pyarrow" not in rej.message.lower() and "magic bytes" not in rej.message.lower()
