@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -38,6 +39,9 @@ if TYPE_CHECKING:
     from curation.stage1.serving import ServingModel
 
 PREDICTION_FIELDS = ("stage1", "stage1_views", "gate_features", "stage1_embedding", "model_version")
+STAGING_RUN_FIELD = "predict_run"
+"""``<prefix>predict_run_staged`` holds the id of the run that staged a sample's values (until promotion)."""
+LEASE_TTL_S = 3600.0  # expiry of a run's staging lease whose heartbeat stops (a dead holder loses it at once)
 VIEW_MODES = ("stored", "validator")
 
 
@@ -71,6 +75,8 @@ class PredictReport:
     model_version: str = ""
     trained: bool = False
     run_id: str | None = None
+    staging_id: str = ""
+    settled: store.Settled = field(default_factory=store.Settled)  # leftovers of killed runs, finished or discarded
 
 
 def validator_seed(key: str, seed: int) -> int:
@@ -176,8 +182,10 @@ def streams_files(model: Stage1Model) -> bool:
 _WRITE_EVERY = 256
 
 
-def _write_staged(dataset: Any, columns: dict[str, dict[str, Any]]) -> None:
-    """Write the buffered ``{field: {sample_id: value}}`` into the staged fields, then empty it."""
+def _write_staged(dataset: Any, columns: dict[str, dict[str, Any]], run_field: str, staging_id: str) -> None:
+    """Write the buffered ``{field: {sample_id: value}}`` into the staged fields, each sample
+    claimed first with this run's ``staging_id`` (so no staged value is ever unowned), then empty it."""
+    store.set_values_by_id(dataset, run_field, dict.fromkeys(next(iter(columns.values())), staging_id))
     for name, values in columns.items():
         store.set_values_by_id(dataset, f"{name}{store.STAGED_SUFFIX}", values)
         values.clear()
@@ -225,26 +233,35 @@ def predict_collection(
         batches = _streamed(model, ids, paths, seeds)
     else:
         batches = _in_process(model, ids, paths, seeds, batch_size)
-    columns: dict[str, dict[str, Any]] = {name: {} for name in names}  # staged values not yet written
-    with Progress(disable=not progress, transient=True) as bar:
-        task = bar.add_task(f"Stage-1 {view} view", total=len(ids))
-        for batch in batches:
-            for sample_id, pred in zip(batch.sample_ids, batch.predictions, strict=True):
-                for name, value in to_fields(pred).items():
-                    columns[f"{field_prefix}{name}"][sample_id] = value
-            if len(columns[names[0]]) >= _WRITE_EVERY:
-                _write_staged(dataset, columns)
-            report.n_predicted += len(batch.sample_ids)
-            report.skipped.extend(batch.skipped)
-            bar.advance(task, batch.n_done)
-            if on_progress:
-                on_progress(int(bar.tasks[0].completed), len(ids))
+    # Staged values belong to their run: leftovers of killed runs are finished (killed while
+    # promoting) or discarded now, and this run promotes only what it staged itself.
+    run_field = f"{field_prefix}{STAGING_RUN_FIELD}{store.STAGED_SUFFIX}"
+    lease_prefix = f"predict:{dataset.name}:{field_prefix}:"
+    report.settled = store.settle_staged(dataset, names, run_field=run_field, lease_prefix=lease_prefix)
+    report.staging_id = uuid.uuid4().hex
+    lease = f"{lease_prefix}{report.staging_id}"
+    with store.exclusive(lease, LEASE_TTL_S, holder="prediction run holds") as owner:
+        columns: dict[str, dict[str, Any]] = {name: {} for name in names}  # staged values not yet written
+        with Progress(disable=not progress, transient=True) as bar:
+            task = bar.add_task(f"Stage-1 {view} view", total=len(ids))
+            for batch in batches:
+                for sample_id, pred in zip(batch.sample_ids, batch.predictions, strict=True):
+                    for name, value in to_fields(pred).items():
+                        columns[f"{field_prefix}{name}"][sample_id] = value
+                if len(columns[names[0]]) >= _WRITE_EVERY:
+                    _write_staged(dataset, columns, run_field, report.staging_id)
+                report.n_predicted += len(batch.sample_ids)
+                report.skipped.extend(batch.skipped)
+                bar.advance(task, batch.n_done)
+                if on_progress:
+                    on_progress(int(bar.tasks[0].completed), len(ids))
 
-    _write_staged(dataset, columns)
-    if report.n_predicted:
-        store.promote_staged(dataset, names)
-        if shard.count == 1:
-            store.drop_staged_fields(dataset, names)
+        _write_staged(dataset, columns, run_field, report.staging_id)
+        if report.n_predicted:
+            store.mark_lock(lease, owner, promoting=True)  # from here a killed run is finished, not discarded
+            store.promote_staged(dataset, names, run_field=run_field, run_id=report.staging_id)
+            if shard.count == 1:
+                store.drop_staged_fields(dataset, names, extra=[run_field])
     report.run_id = store.record_run(
         dataset,
         "predict",
@@ -257,6 +274,8 @@ def predict_collection(
             "threshold": model.config.threshold,
             "fields": names,
             "shard": f"{shard.index}/{shard.count}",
+            "staging_id": report.staging_id,
+            "settled": dataclasses.asdict(report.settled),
             "n_predicted": report.n_predicted,
             "n_skipped": len(report.skipped),
             "skipped": report.skipped[:100],

@@ -348,29 +348,86 @@ def declare_like(dataset: fo.Dataset, name: str, like: str) -> None:
         dataset.add_sample_field(name, type(field), **kwargs)
 
 
-def promote_staged(dataset: fo.Dataset, fields: Sequence[str]) -> int:
-    """Move ``<field>_staged`` values into ``<field>`` for every sample that has them.
+def promote_staged(dataset: fo.Dataset, fields: Sequence[str], *, run_field: str | None = None, run_id: str | None = None) -> int:
+    """Move ``<field>_staged`` values into ``<field>`` for the samples a run staged.
 
-    A prediction run writes only staged fields while it runs and promotes at the end. The
-    promotion is one ``$rename`` per document, which MongoDB applies atomically to a document,
-    so no sample ever shows fields from two models; a run killed before or during promotion is
-    completed by promoting again (idempotent). Returns the number of samples promoted.
+    A prediction run writes only staged fields while it runs, each sample tagged with the run's
+    id in ``run_field``, and promotes at the end. The promotion is one ``$rename`` per document,
+    which MongoDB applies atomically to a document, so no sample ever shows fields from two
+    models; only documents staged by ``run_id`` move, so a killed run's leftovers never ride on
+    another run (see :func:`settle_staged`). Without ``run_field`` every staged document moves.
+    Returns the number of samples promoted.
     """
     staged = {f"{f}{STAGED_SUFFIX}": f for f in fields}
     for name in fields:
         declare_like(dataset, name, f"{name}{STAGED_SUFFIX}")
     first = next(iter(staged))
-    result = dataset._sample_collection.update_many({first: {"$exists": True}}, {"$rename": staged})
+    if run_field:
+        query: dict[str, Any] = {run_field: run_id}
+        update: dict[str, Any] = {"$rename": staged, "$unset": {run_field: ""}}
+    else:
+        query, update = {first: {"$exists": True}}, {"$rename": staged}
+    result = dataset._sample_collection.update_many(query, update)
     dataset.reload()
     return int(result.modified_count)
 
 
-def drop_staged_fields(dataset: fo.Dataset, fields: Sequence[str]) -> None:
+@dataclass(frozen=True)
+class Settled:
+    """What :func:`settle_staged` did with staged values that no live run owns."""
+
+    finished: int = 0  # samples promoted for a run killed while it promoted
+    discarded: int = 0  # samples whose staged values of a killed run were removed
+    runs: tuple[str, ...] = ()
+
+
+def settle_staged(dataset: fo.Dataset, fields: Sequence[str], *, run_field: str, lease_prefix: str) -> Settled:
+    """Finish or discard staged values whose run is no longer alive.
+
+    Each run holds the lock ``<lease_prefix><run id>`` while it works. A run whose lock is gone
+    or whose holder is dead was killed: if it had begun promoting (its lock says ``promoting``)
+    its predictions were complete and the promotion is finished; otherwise its staged values are
+    removed. Staged values of live runs (other shards) are left alone.
+    """
+    from curation import locks as lk
+
+    names = [f"{f}{STAGED_SUFFIX}" for f in fields]
+    if not any(n in dataset.get_field_schema() for n in names):
+        return Settled()
+    coll = dataset._sample_collection
+    unset = {n: "" for n in [*names, run_field]}
+    held = {d["name"]: d for d in list_locks() if d["name"].startswith(lease_prefix)}
+    finished = discarded = 0
+    runs = []
+    for run_id in coll.distinct(run_field):
+        lease = held.get(f"{lease_prefix}{run_id}")
+        if lease is not None and lease["state"] == lk.ALIVE:
+            continue
+        if lease is not None and lease.get("promoting"):
+            finished += promote_staged(dataset, fields, run_field=run_field, run_id=run_id)
+        else:
+            discarded += coll.update_many({run_field: run_id}, {"$unset": unset}).modified_count
+        if lease is not None:
+            _platform_collection(LOCKS_COLLECTION).delete_one({"_id": lease["name"], "owner": lease["owner"]})
+        runs.append(str(run_id))
+    # Staged values without a run id come from a version that did not record one: nobody owns them.
+    discarded += coll.update_many({names[0]: {"$exists": True}, run_field: {"$exists": False}}, {"$unset": unset}).modified_count
+    dataset.reload()
+    return Settled(finished, discarded, tuple(runs))
+
+
+def mark_lock(name: str, owner: str, **fields: Any) -> None:
+    """Record facts on a lock this owner holds (e.g. that a run has begun promoting)."""
+    _platform_collection(LOCKS_COLLECTION).update_one({"_id": name, "owner": owner}, {"$set": fields})
+
+
+def drop_staged_fields(dataset: fo.Dataset, fields: Sequence[str], extra: Sequence[str] = ()) -> None:
     """Remove empty ``<field>_staged`` declarations so they do not clutter the App's sidebar.
 
     Only for a run that owns the whole collection: a concurrent shard worker may still be writing.
     """
-    names = [f"{f}{STAGED_SUFFIX}" for f in fields if f"{f}{STAGED_SUFFIX}" in dataset.get_field_schema()]
+    schema_now = dataset.get_field_schema()
+    names = [n for n in [*(f"{f}{STAGED_SUFFIX}" for f in fields), *extra] if n in schema_now]
     if names and not any(dataset.exists(name).count() for name in names):
         dataset.delete_sample_fields(names)
 

@@ -104,3 +104,48 @@ def test_item08_curation_locks_lists_and_clears(settings, monkeypatch):
     assert cleared.exit_code == 0 and f"cleared `{dead}`" in cleared.output
     assert [d["name"] for d in store.list_locks() if d["name"] in (dead, live)] == [live]
     store.release_lock(live, "me")
+
+
+# Item 6: a killed predict's staging ------------------------------------------------------------
+def test_item06_killed_predict_staging_is_not_promoted_by_the_next_run(dataset, tmp_path, monkeypatch):
+    import fiftyone as fo
+    import numpy as np
+    from PIL import Image
+
+    from curation import predict as predict_mod
+    from curation.stage1.backbone import tiny_random_backbone
+    from curation.stage1.model import Stage1Config, Stage1Model
+
+    rng = np.random.default_rng(0)
+    paths = []
+    for i in range(6):
+        paths.append(tmp_path / f"img{i}.jpg")
+        Image.fromarray(rng.integers(0, 255, (96, 128, 3), dtype=np.uint8)).save(paths[-1])
+    dataset.add_samples([fo.Sample(filepath=str(p)) for p in paths])
+    backbone = tiny_random_backbone(seed=0)
+    first = Stage1Model.build(Stage1Config(version="1.0.0"), backbone=backbone, seed=0)
+    predict_mod.predict_collection(dataset, first, batch_size=2, progress=False)
+
+    killed = Stage1Model.build(Stage1Config(version="6.6.6"), backbone=backbone, seed=6)
+    real, calls = killed.predict, {"n": 0}
+
+    def dies_on_third_batch(images):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt("killed")
+        return real(images)
+
+    monkeypatch.setattr(killed, "predict", dies_on_third_batch)
+    monkeypatch.setattr(predict_mod, "_WRITE_EVERY", 2)  # its first batches reach the staged fields
+    with pytest.raises(KeyboardInterrupt):
+        predict_mod.predict_collection(dataset, killed, batch_size=2, progress=False)
+    monkeypatch.undo()
+
+    # An unrelated run on one sample (another model, another subset) must not promote 6.6.6 anywhere.
+    last = dataset.select(dataset.values("id")[-1:])
+    other = Stage1Model.build(Stage1Config(version="2.0.0"), backbone=backbone, seed=2)
+    report = predict_mod.predict_collection(last, other, progress=False)
+    dataset.reload()
+    assert dataset.values("model_version") == ["1.0.0"] * 5 + ["2.0.0"]
+    assert report.settled.discarded == 4  # the killed run's staged samples were dropped, and said so
+    assert not [f for f in dataset.get_field_schema() if f.endswith("_staged")]
