@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Annotated, Any, Callable
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from curation.config import Settings
+from curation.console import make_console
 from curation.errors import CurationError
 
 app = typer.Typer(
@@ -25,8 +25,8 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-console = Console()
-err_console = Console(stderr=True)
+console = make_console()  # no 80-column wrapping when the output is a log file or a pipe
+err_console = make_console(stderr=True)
 
 SettingsOption = Annotated[
     Path | None, typer.Option("--settings", help="YAML settings file (default: $CURATION_SETTINGS).")

@@ -94,10 +94,36 @@ JOBS: dict[str, tuple[Callable[[], type], Callable[..., dict[str, Any]]]] = {
 }
 
 
+def resolve_pipeline(path: Path) -> Path:
+    """``path`` as given, or, for a relative ``pipelines/<name>.yaml`` (or a bare ``<name>.yaml``)
+    that is not in the working directory, the project's shipped copy: cron jobs and commands run
+    outside the checkout find the default pipelines.
+
+    Raises:
+        ConfigError: no such file, naming every place looked in.
+    """
+    path = Path(path)
+    if path.is_file():
+        return path
+    tried = [path.absolute()]
+    parts = path.parts
+    if not path.is_absolute() and parts and (len(parts) == 1 or (parts[0] == "pipelines" and len(parts) > 1)):
+        from curation.assets import asset_dir
+
+        try:
+            shipped = asset_dir("pipelines") / Path(*parts[1:] if parts[0] == "pipelines" and len(parts) > 1 else parts)
+        except ConfigError:
+            shipped = None
+        if shipped is not None:
+            if shipped.is_file():
+                return shipped
+            tried.append(shipped)
+    raise ConfigError(f"Pipeline file {path} does not exist (looked in {', '.join(map(str, tried))}).")
+
+
 def load_pipeline(path: Path) -> tuple[str, Any]:
-    """Parse a pipeline YAML into (job name, typed config)."""
-    if not path.is_file():
-        raise ConfigError(f"Pipeline file {path} does not exist.")
+    """Parse a pipeline YAML into (job name, typed config); see :func:`resolve_pipeline` for ``path``."""
+    path = resolve_pipeline(path)
     raw = yaml.safe_load(path.read_text()) or {}
     if not isinstance(raw, dict) or "job" not in raw:
         raise ConfigError(f"{path} must be a mapping with a `job` key (one of {sorted(JOBS)}).")
