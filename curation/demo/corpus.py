@@ -143,7 +143,7 @@ def _natix_rows(plans: list[tuple[SequencePlan, int]], first_id: int, rng: np.ra
             shot = shoot(plan, scene, k)
             label = int(shot.frame.is_roadwork)
             said = plan.spec if label else replace(plan.spec, kind="plain")  # evidence may leave the view
-            rows.append(NatixRow(first_id + len(rows), shot, label, description(said, rng), travel_alteration(said, shot.frame.text)))
+            rows.append(NatixRow(first_id + len(rows), natix_format.light_shot(shot), label, description(said, rng), travel_alteration(said, shot.frame.text)))
     return rows
 
 

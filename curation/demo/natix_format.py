@@ -7,12 +7,15 @@ demo writes train the first way and test the second so importers must handle bot
 
 from __future__ import annotations
 
+import io
 import json
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+from PIL import Image
 
 from curation.demo.sequences import Shot
 
@@ -57,6 +60,17 @@ class NatixRow:
     @property
     def image_path(self) -> str:
         return f"{self.id:06d}.jpg"
+
+
+def light_shot(shot: Shot) -> Shot:
+    """``shot`` without its bitmap: the frame's image becomes a lazy view of the encoded JPEG.
+
+    A NATIX row needs its JPEG bytes and the frame's boxes, spec and size after encoding, never its
+    pixels; keeping the 640×360 bitmap of every row cost ~1 MB per row until the corpus was written.
+    ``Image.open`` reads only the JPEG header, so ``.size`` is exact and no pixel is decoded (a
+    caller that does touch the pixels gets the decoded JPEG).
+    """
+    return replace(shot, frame=replace(shot.frame, image=Image.open(io.BytesIO(shot.jpeg))))
 
 
 def _common(row: NatixRow) -> dict:
@@ -125,14 +139,27 @@ def _hf_features(schema: pa.Schema) -> dict:
     return {"info": {"features": {f.name: feature(f.type) for f in schema}}}
 
 
-def write_parquet(path: Path, rows: list[NatixRow], *, nested: bool, row_groups: int = 3) -> None:
-    """Write ``rows`` as one parquet file with about ``row_groups`` row groups."""
+def _chunks(rows: Sequence[NatixRow], size: int) -> Iterator[Sequence[NatixRow]]:
+    for start in range(0, len(rows), size):
+        yield rows[start : start + size]
+
+
+def write_parquet(path: Path, rows: Sequence[NatixRow], *, nested: bool, row_groups: int = 3) -> None:
+    """Write ``rows`` as one parquet file with about ``row_groups`` row groups.
+
+    Streamed: each row group's records and Arrow table are built, written and dropped before the
+    next, so memory holds one row group, not the file (the bytes equal one ``write_table`` call).
+    """
     schema = TEST_SCHEMA if nested else TRAIN_SCHEMA
     schema = schema.with_metadata({b"huggingface": json.dumps(_hf_features(schema)).encode()})
-    records = [nested_record(r) if nested else flat_record(r) for r in rows]
-    table = pa.Table.from_pylist(records, schema=schema)
+    record = nested_record if nested else flat_record
+    group = max(1, -(-len(rows) // row_groups))
     path.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(table, path, row_group_size=max(1, -(-len(rows) // row_groups)))
+    with pq.ParquetWriter(path, schema) as writer:
+        for chunk in _chunks(rows, group):
+            writer.write_table(pa.Table.from_pylist([record(r) for r in chunk], schema=schema), row_group_size=group)
+        if not rows:
+            writer.write_table(schema.empty_table())
 
 
 def write_natix(root: Path, train: list[NatixRow], test: list[NatixRow]) -> list[tuple[Path, list[NatixRow]]]:
