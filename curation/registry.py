@@ -3,10 +3,13 @@
 Layout under ``settings.registry_root``::
 
     <version>/            a saved Stage-1 model (see curation.stage1.model) plus its bundle
-    champion.json         {"version": "X.Y.Z", "promoted_at": ..., "reason": ...}
+    <version>/promotion.json  the retrain's decision: {"promoted": bool, "champion_before": ..., "run_dir": ...}
+    champion.json         {"version": "X.Y.Z", "promoted_at": ..., "reason": ..., "history": [...]}
 
 Writes are atomic (temp file + rename), so a killed run never leaves the pointer naming a
-half-written version.
+half-written version. A version appears together with its promotion decision (one rename), so a
+run killed before it moved the pointer leaves a *pending* promotion that the next retrain (or the
+resumed run) finishes: :func:`finish_pending_promotion`.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from curation.config import Settings
 from curation.errors import ConfigError
 
 CHAMPION_FILE = "champion.json"
+PROMOTION_FILE = "promotion.json"
 
 
 def version_dir(settings: Settings, version: str) -> Path:
@@ -37,18 +41,65 @@ def list_versions(settings: Settings) -> list[str]:
 
 
 def champion_version(settings: Settings) -> str | None:
+    record = champion_record(settings)
+    return record["version"] if record else None
+
+
+def champion_record(settings: Settings) -> dict[str, Any] | None:
     pointer = settings.registry_root / CHAMPION_FILE
     if not pointer.is_file():
         return None
-    return json.loads(pointer.read_text())["version"]
+    return json.loads(pointer.read_text())
 
 
 def set_champion(settings: Settings, version: str, *, reason: str, extra: dict[str, Any] | None = None) -> None:
-    """Point the champion at ``version`` (which must be a complete saved model)."""
+    """Point the champion at ``version`` (which must be a complete saved model).
+
+    The pointer keeps the ``history`` of every version it named, so a promotion that was applied
+    and later rolled back is never re-applied as pending.
+    """
     if not (version_dir(settings, version) / "stage1.json").is_file():
         raise ConfigError(f"Cannot promote {version}: {version_dir(settings, version)} is not a saved model.")
-    record = {"version": version, "promoted_at": datetime.now(timezone.utc).isoformat(), "reason": reason, **(extra or {})}
+    before = champion_record(settings) or {}
+    history = list(before.get("history") or ([before["version"]] if before.get("version") else []))
+    record = {
+        "version": version, "promoted_at": datetime.now(timezone.utc).isoformat(), "reason": reason, **(extra or {}),
+        "history": [*history, version],
+    }
     write_json_atomic(settings.registry_root / CHAMPION_FILE, record)
+
+
+def read_promotion(settings: Settings, version: str) -> dict[str, Any] | None:
+    """The promotion decision registered with ``version`` (None for versions registered without one)."""
+    path = version_dir(settings, version) / PROMOTION_FILE
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def pending_promotion(settings: Settings) -> tuple[str, dict[str, Any]] | None:
+    """A registered version whose run decided to promote it but was killed before moving the pointer.
+
+    Pending means: its ``promotion.json`` says promoted, the pointer never named it, and the pointer
+    still names the champion it was compared with (a later promotion supersedes it).
+    """
+    record = champion_record(settings) or {}
+    current = record.get("version")
+    history = set(record.get("history") or ([current] if current else []))
+    for version in reversed(list_versions(settings)):
+        decision = read_promotion(settings, version)
+        if decision and decision.get("promoted") and version not in history and decision.get("champion_before") == current:
+            return version, decision
+    return None
+
+
+def finish_pending_promotion(settings: Settings) -> str | None:
+    """Apply a :func:`pending_promotion`; returns the version promoted, or None when none was pending."""
+    pending = pending_promotion(settings)
+    if pending is None:
+        return None
+    version, decision = pending
+    reason = "; ".join(decision.get("reasons") or []) + " (promotion finished after its run was interrupted)"
+    set_champion(settings, version, reason=reason.lstrip("; "))
+    return version
 
 
 def json_default(value: Any) -> Any:

@@ -401,7 +401,12 @@ def _run_retrain(settings: Settings, dataset: Any, config: RetrainConfig, *, run
             run_dir.rename(aside)
             say(f"[yellow]note:[/] an unfinished run of {version} with another configuration was moved to {aside}.")
             state = _State(run_dir)
+    if (finished := registry.finish_pending_promotion(settings)) is not None:
+        say(f"[yellow]note:[/] {finished} was registered as promoted by a run that stopped before moving the champion; it is champion now.")
     if version in registry.list_versions(settings):
+        decision = registry.read_promotion(settings, version) or {}
+        if run_name and started and decision.get("run_dir") == str(run_dir) and state.done("compare"):
+            return _finish_registered(settings, dataset, config, run_dir, version, state)  # killed after registering
         raise CurationError(
             f"Version {version} is already registered"
             + (f" (run `{run_name}` finished, or another run registered its version since)" if run_name and started else "")
@@ -474,7 +479,11 @@ def _run_retrain(settings: Settings, dataset: Any, config: RetrainConfig, *, run
     )
     if config.force and not promoted:
         promoted, reasons = True, reasons + ["FORCED by --force (recorded)"]
-    state.mark("compare", {"promoted": promoted, "reasons": reasons, "interval": interval})
+    report_path = write_report(run_dir, version=version, evaluation=evaluation, calibration=calibration, val=val, calib=calib,
+                               fitted=fitted, promoted=promoted, reasons=reasons, counts=counts, model=model)
+    state.mark("compare", registry.jsonable(
+        {"promoted": promoted, "reasons": reasons, "interval": interval, "evaluation": evaluation, "calibration": calibration}
+    ))
     say(("PROMOTE " if promoted else "KEEP CHAMPION ") + "; ".join(reasons))
 
     metrics_payload = registry.jsonable(
@@ -489,6 +498,11 @@ def _run_retrain(settings: Settings, dataset: Any, config: RetrainConfig, *, run
         registry.write_json_atomic(tmp / "gate.json", gate_payload)
         registry.write_json_atomic(tmp / "metrics.json", metrics_payload)  # for `curation export` / `publish` later
         registry.write_json_atomic(tmp / "data_summary.json", registry.jsonable(counts))
+        # The decision travels with the version (one rename): a run killed before it moves the
+        # pointer leaves a pending promotion that the next retrain or this run's resume finishes.
+        registry.write_json_atomic(tmp / registry.PROMOTION_FILE, {
+            "promoted": promoted, "reasons": reasons, "champion_before": champion_version, "run_dir": str(run_dir),
+        })
         if config.export:
             export_bundle(
                 model, tmp / "bundle", model_card={"model_name": config.model_name, "submitted_by": settings.user_name},
@@ -501,8 +515,28 @@ def _run_retrain(settings: Settings, dataset: Any, config: RetrainConfig, *, run
     bundle_dir = final / "bundle" if config.export else None
     if promoted:
         registry.set_champion(settings, version, reason="; ".join(reasons))
-    report_path = write_report(run_dir, version=version, evaluation=evaluation, calibration=calibration, val=val, calib=calib,
-                               fitted=fitted, promoted=promoted, reasons=reasons, counts=counts, model=model)
     result = RetrainResult(run_dir, version, promoted, reasons, evaluation, counts, report_path, bundle_dir)
     store.record_run(dataset, "retrain", registry.jsonable({**dataclasses.asdict(result), "force": config.force, "calibration": calibration}))
+    state.mark("finished", {"version": version})
+    return result
+
+
+def _finish_registered(settings: Settings, dataset: Any, config: RetrainConfig, run_dir: Path, version: str, state: _State) -> RetrainResult:
+    """Resume a run killed after it registered its version: promote (when decided and still
+    pending) and write the run record it never wrote; a finished run is refused as before."""
+    if state.done("finished"):
+        raise CurationError(f"Run `{run_dir.name}` finished and registered {version}; start a new run (another `--run-name`).")
+    compare = state.done("compare")
+    if compare["promoted"] and registry.champion_version(settings) != version:
+        registry.finish_pending_promotion(settings)
+    bundle = registry.version_dir(settings, version) / "bundle"
+    report = run_dir / "report.md"
+    result = RetrainResult(
+        run_dir, version, compare["promoted"], compare["reasons"], compare.get("evaluation", {}), state.done("training_set") or {},
+        report if report.is_file() else None, bundle if bundle.is_dir() else None,
+    )
+    store.record_run(dataset, "retrain", registry.jsonable(
+        {**dataclasses.asdict(result), "force": config.force, "calibration": compare.get("calibration"), "resumed_after_register": True}
+    ))
+    state.mark("finished", {"version": version})
     return result

@@ -149,3 +149,41 @@ def test_item06_killed_predict_staging_is_not_promoted_by_the_next_run(dataset, 
     assert dataset.values("model_version") == ["1.0.0"] * 5 + ["2.0.0"]
     assert report.settled.discarded == 4  # the killed run's staged samples were dropped, and said so
     assert not [f for f in dataset.get_field_schema() if f.endswith("_staged")]
+
+
+# Item 9: a retrain killed between registering its version and moving the champion ---------------
+def test_item09_promotion_lost_by_a_killed_retrain_is_finished_by_its_resume(settings, dataset, tmp_path, monkeypatch):
+    from curation import registry
+    from curation.demo.corpus import CorpusSpec, write_corpus
+    from curation.ingest import ingest_corpus
+    from curation.retrain import PromotionRule, RetrainConfig, run_retrain
+    from curation.stage1.train import TrainConfig
+
+    write_corpus(tmp_path / "corpus", CorpusSpec(n_natix_train=120, n_natix_test=6, n_roadwork=8, n_roboflow=4, n_queries=2, seed=5))
+    ingest_corpus(dataset, tmp_path / "corpus", settings=settings, progress=False)
+    config = RetrainConfig(
+        head_train=TrainConfig(mode="head", epochs=2, batch_size=64, augmentations=1, lr=5e-3),
+        promotion=PromotionRule(bootstrap=50, min_slice_n=5), export=False,
+    )
+    real = registry.set_champion
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt("killed between registering and promoting")
+
+    monkeypatch.setattr(registry, "set_champion", killed)
+    with pytest.raises(KeyboardInterrupt):
+        run_retrain(settings, config, run_name="r1")
+    monkeypatch.setattr(registry, "set_champion", real)
+    assert registry.list_versions(settings) == ["0.1.0"] and registry.champion_version(settings) is None
+
+    resumed = run_retrain(settings, config, run_name="r1")  # was refused as "already registered"
+    assert resumed.version == "0.1.0" and resumed.promoted
+    assert registry.champion_version(settings) == "0.1.0"
+    assert resumed.report_path is not None and resumed.report_path.is_file()
+    assert [r["version"] for r in store_runs(dataset, "retrain")] == ["0.1.0"]
+
+
+def store_runs(dataset, kind):
+    from curation import store
+
+    return store.list_runs(dataset, kind)
