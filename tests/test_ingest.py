@@ -34,7 +34,7 @@ def run(dataset, settings, source, path, config=CONFIG, **kw):
 def natix_dir(tmp_path):
     """24 train groups of 3 frames (stratified labels) in two files, plus a nested test file."""
     rows = [natix_row(i, label=int(g % 3 != 0), vid=f"v{g}", seq="s1", frame=i) for g in range(24) for i in range(g * 3, g * 3 + 3)]
-    rows[4]["scene_description"] = "No Description"  # label 1 with an empty description: conflict
+    rows[4]["scene_description"] = ""  # label 1 with an empty description: conflict ("No Description" is truthy: not one)
     write_parquet(tmp_path / "natix" / "data" / "train-00000-of-00002.parquet", rows[:40])
     write_parquet(tmp_path / "natix" / "data" / "train-00001-of-00002.parquet", rows[40:])
     test = [natix_row(500 + i, vid="t", seq=str(i), nested=True) for i in range(4)]
