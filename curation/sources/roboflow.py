@@ -135,7 +135,7 @@ def resolve_yolo_split(export: Path, key: str, value: Any, base: Any) -> tuple[P
             literal.append(export / value)
     fallback = export / YOLO_SPLIT_KEYS.get(key, key) / "images"
     norm = lambda paths: list(dict.fromkeys(Path(os.path.normpath(p)) for p in paths))  # noqa: E731
-    tried = norm([*preferred, *literal, fallback])
+    tried = norm([*preferred, fallback])  # the literal `<export>/../x` is never read, so not listed
     outside = []
     for candidate in norm(preferred):
         if candidate.is_dir():
