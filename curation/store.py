@@ -146,11 +146,31 @@ def open_dataset(settings: Settings, *, create: bool = True) -> fo.Dataset:
     if fo.dataset_exists(name):
         dataset = fo.load_dataset(name)
     elif create:
-        dataset = fo.Dataset(name, persistent=True)
+        try:
+            dataset = fo.Dataset(name, persistent=True)
+        except ValueError:  # another run created it between the check and here
+            if not fo.dataset_exists(name):
+                raise
+            dataset = fo.load_dataset(name)
     else:
         raise SchemaError(f"Dataset `{name}` does not exist. Create it with `curation ingest` or `curation demo`.")
+    _declare_image_media(dataset)
     migrate(dataset)
     return dataset
+
+
+def _declare_image_media(dataset: fo.Dataset) -> None:
+    """Fix the media type of a new dataset before any sample arrives.
+
+    FiftyOne sets it on the first ``add_samples``; two first imports into one new dataset each
+    held it unset, and the second failed with "Cannot set media type of a non-empty dataset".
+    """
+    if dataset.media_type is not None:
+        return
+    try:
+        dataset.media_type = "image"
+    except ValueError:  # another run added samples meanwhile, which set it
+        dataset.reload()
 
 
 def set_values_by_id(dataset: fo.Dataset, field: str, values: Mapping[str, Any]) -> None:

@@ -187,3 +187,33 @@ def store_runs(dataset, kind):
     from curation import store
 
     return store.list_runs(dataset, kind)
+
+
+# Item 14: two first ingests at once -----------------------------------------------------------
+def test_item14_second_first_ingest_into_a_new_dataset_does_not_crash(settings, tmp_path):
+    """Both runs open the new (empty) dataset; the other one adds samples first; ours must add too."""
+    import subprocess
+    import sys
+
+    import fiftyone as fo
+    import numpy as np
+    from PIL import Image
+
+    from curation import store
+
+    ours = store.open_dataset(settings)  # created empty, as the first of two concurrent ingests sees it
+    try:
+        other = tmp_path / "other.jpg"
+        Image.fromarray(np.full((64, 64, 3), 90, np.uint8)).save(other)
+        code = (
+            "import fiftyone as fo\n"
+            f"ds = fo.load_dataset({settings.dataset_name!r})\n"
+            f"ds.add_sample(fo.Sample(filepath={str(other)!r}))\n"
+        )
+        subprocess.run([sys.executable, "-c", code], check=True, timeout=300)
+        mine = tmp_path / "mine.jpg"
+        Image.fromarray(np.full((64, 64, 3), 30, np.uint8)).save(mine)
+        store.insert_states(ours, [{"filepath": str(mine), "content_hash": "ab" * 32}])
+        assert len(ours) == 2 and ours.media_type == "image"
+    finally:
+        fo.delete_dataset(settings.dataset_name)
