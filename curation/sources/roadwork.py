@@ -37,6 +37,8 @@ from curation.sources.common import (
     default_class_map_path,
     escape_message,
     group_annotations,
+    is_inside,
+    link_escape_message,
     load_class_map,
     parse_coco_boxes,
     parse_list,
@@ -174,6 +176,9 @@ class RoadworkImporter:
             split = match.group(1) if match else "train"
             root = file.parent.parent if file.parent.name == "annotations" else file.parent
             images_dir = root / "images" if (root / "images").is_dir() else root
+            if not is_inside(root, images_dir):
+                yield Reject(Source.ROADWORK, str(images_dir), UNSAFE_PATH, link_escape_message(images_dir, root))
+                continue
             by_image, problems = group_annotations(doc, where=file.name)
             for message in (*categories.problems, *problems):
                 yield Reject(Source.ROADWORK, message.split(";")[0], BAD_RECORD, message)

@@ -6,6 +6,9 @@
     ``{split}/images`` and ``{split}/labels``; a listed split whose folder is missing is a warning.
   * Classification: ``{split}/{class}/*.jpg`` folders or ``{split}/_classes.csv`` (one-hot).
 
+Nothing outside the export folder is read: a data.yaml split outside it, or a symbolic link in an
+image or class folder that leaves it, is rejected by name (the target is never opened).
+
 Class names go through ``datasets/roboflow/class_map.yaml`` (extend it, or pass your own with
 ``--class-map``); an unmapped name stops the import with the list of names and the file to edit.
 A folder may hold several exports (``coco/``, ``yolo/``, ``cls/``): each is imported.

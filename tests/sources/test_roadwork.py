@@ -164,3 +164,14 @@ def test_item15_escaping_symlink_is_named_as_such_not_file_not_found(tmp_path):
     assert records == []
     (rej,) = rejects
     assert rej.reason == UNSAFE_PATH and "symbolic link" in rej.message and "not found" not in rej.message
+
+
+def test_item04_roadwork_images_folder_linked_outside_is_refused(tmp_path):
+    elsewhere = tmp_path / "elsewhere"
+    write_roadwork(elsewhere, [{"id": 1, "file_name": "a.jpg", "seed": 1}], [])
+    root = tmp_path / "rw"
+    write_roadwork(root, [{"id": 1, "file_name": "a.jpg"}], [])
+    (root / "images").rmdir()
+    (root / "images").symlink_to(elsewhere / "images", target_is_directory=True)
+    records, rejects = _items(RoadworkImporter(root))
+    assert records == [] and len(rejects) == 1 and "symbolic link" in rejects[0].message
