@@ -267,9 +267,14 @@ def ingest(
     importer.setup()
     summary = IngestSummary(source=str(importer.source), path=str(getattr(importer, "path", "")))
     store.ensure_identity_index(dataset)
+    media = MediaStore(settings.media_root)
+    media.sweep_stale()  # temporary files of killed imports
+    # Until this import's leak check has run, a retrain first runs it (complete_leak_check) and
+    # every sample it adds carries `leak_unchecked`, which training never takes.
+    dataset.info[store.LEAK_CHECK_KEY] = {"pending": True, "max_distance": int(config.leak_hamming)}
+    dataset.save()
     index = _Index.load(dataset)
     group_splits = natix_group_splits(importer, index, config.split) if importer.source == Source.NATIX else {}
-    media = MediaStore(settings.media_root)
 
     with ThreadPoolExecutor(max_workers=int(config.workers)) as pool, _progress(console, progress) as bar:
         task = bar.add_task(f"ingest {importer.source}", total=len(importer) or None)
@@ -305,6 +310,8 @@ def ingest(
             "computed by the old rules until their source is imported again; labeling and synthesis now use the new rules."
         )
     summary.leaks_tagged, summary.leaks_cleared = retag_leaks(dataset, max_distance=int(config.leak_hamming))
+    dataset.info[store.LEAK_CHECK_KEY] = {"pending": False, "max_distance": int(config.leak_hamming)}
+    dataset.save()
     _finish(dataset, summary)
     return summary
 
@@ -364,6 +371,7 @@ def _insert_new(
         path = media.put(image)
         result = merge({"content_hash": sha}, items, slice_config=config.slices)
         state = {k: v for k, v in result.state.items() if v not in (None, [], {})}
+        state["tags"] = [*(state.get("tags") or []), store.TAG_LEAK_UNCHECKED]  # until retag_leaks checks it
         state.update(
             filepath=str(path),
             content_hash=sha,
@@ -428,7 +436,8 @@ def _restore_media(state: dict[str, Any], items: list[Incoming], media: MediaSto
 
 def retag_leaks(dataset: fo.Dataset, *, max_distance: int) -> tuple[int, int]:
     """Tag exactly the trainable samples that leak (sequence or near-duplicate of an evaluation
-    image) with ``leak`` and record the evidence in ``near_duplicate_of``; returns (tagged, cleared)."""
+    image) with ``leak`` and record the evidence in ``near_duplicate_of``; every sample checked
+    loses ``leak_unchecked``. Returns (tagged, cleared)."""
     rows = store.leak_inputs(dataset)
     leaks = find_leaks([LeakRow(*row[:5]) for row in rows], max_distance=max_distance)
     tag_changes: dict[str, list[str]] = {}
@@ -436,16 +445,35 @@ def retag_leaks(dataset: fo.Dataset, *, max_distance: int) -> tuple[int, int]:
     tagged = cleared = 0
     for sample_id, _split, _group, _phash, _hash, tags in rows:
         tags = list(tags or [])
+        new = [t for t in tags if t != store.TAG_LEAK_UNCHECKED]
         if sample_id in leaks and TAG_LEAK not in tags:
-            tag_changes[sample_id] = [*tags, TAG_LEAK]
+            new.append(TAG_LEAK)
             evidence[sample_id] = [e for e in leaks[sample_id] if not e.startswith("group:")]
             tagged += 1
         elif sample_id not in leaks and TAG_LEAK in tags:
-            tag_changes[sample_id] = [t for t in tags if t != TAG_LEAK]
+            new = [t for t in new if t != TAG_LEAK]
             cleared += 1
+        if new != tags:
+            tag_changes[sample_id] = new
     store.set_values_by_id(dataset, "tags", tag_changes)
     store.set_values_by_id(dataset, "near_duplicate_of", {k: v for k, v in evidence.items() if v})
     return tagged, cleared
+
+
+def complete_leak_check(dataset: fo.Dataset) -> bool:
+    """Run the leak check an interrupted import left pending (before anything trains); returns whether it ran.
+
+    An import marks the check pending before it writes and done after :func:`retag_leaks`, so a
+    killed import's new evaluation images cannot leave a near-duplicate train image untagged.
+    """
+    state = dataset.info.get(store.LEAK_CHECK_KEY) or {}
+    unchecked = dataset.match_tags(store.TAG_LEAK_UNCHECKED).count()
+    if not state.get("pending") and not unchecked:
+        return False
+    retag_leaks(dataset, max_distance=int(state.get("max_distance", IngestConfig.leak_hamming)))
+    dataset.info[store.LEAK_CHECK_KEY] = {**state, "pending": False}
+    dataset.save()
+    return True
 
 
 def _finish(dataset: fo.Dataset, summary: IngestSummary) -> None:

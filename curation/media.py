@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import socket
 import tempfile
 import warnings
 from dataclasses import dataclass, field
@@ -248,6 +249,10 @@ def thumbnail(im: Image.Image, side: int = THUMB_SIDE) -> np.ndarray:
 
 
 # Storage ----------------------------------------------------------------------------------------
+TMP_PREFIX = ".tmp-"
+STALE_TMP_S = 3600.0  # a temporary file whose writer cannot be checked is stale after this
+
+
 class MediaStore:
     """Content-addressed, write-once image files: ``<root>/<h[:2]>/<h>.<ext>``."""
 
@@ -267,7 +272,7 @@ class MediaStore:
         if path.exists():
             return path
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=f".{image.ext}")
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f"{TMP_PREFIX}{socket.gethostname()}-{os.getpid()}-", suffix=f".{image.ext}")
         try:
             with os.fdopen(fd, "wb") as f:
                 f.write(image.data)
@@ -276,6 +281,36 @@ class MediaStore:
             Path(tmp).unlink(missing_ok=True)
             raise
         return path
+
+
+    def sweep_stale(self, *, older_than_s: float = STALE_TMP_S) -> int:
+        """Remove temporary files that killed writers left; returns how many.
+
+        A temporary file names its writer (``.tmp-<host>-<pid>-…``): on this host it is stale once
+        that process is gone; other hosts' files (and older unnamed ones) once older than
+        ``older_than_s``. A live writer's file is never touched.
+        """
+        import time
+
+        from curation.locks import pid_alive
+
+        if not self.root.is_dir():
+            return 0
+        host, now, removed = socket.gethostname(), time.time(), 0
+        for folder in self.root.iterdir():
+            if not folder.is_dir():
+                continue
+            for tmp in folder.glob(f"{TMP_PREFIX}*"):
+                writer = tmp.name[len(TMP_PREFIX):].rsplit("-", 2)
+                mine = len(writer) == 3 and writer[0] == host and writer[1].isdigit()
+                try:
+                    stale = not pid_alive(int(writer[1]), None) if mine else now - tmp.stat().st_mtime > older_than_s
+                    if stale:
+                        tmp.unlink()
+                        removed += 1
+                except FileNotFoundError:  # its writer renamed or removed it meanwhile
+                    continue
+        return removed
 
 
 # What :func:`open_rgb` raises for a file that is missing, truncated, not an image or a

@@ -416,6 +416,10 @@ def _run_retrain(settings: Settings, dataset: Any, config: RetrainConfig, *, run
 
     if not state.done("snapshot"):
         state.mark("snapshot", snapshot_labels(dataset, run_dir / "snapshot", config=config))
+    from curation.ingest import complete_leak_check
+
+    if complete_leak_check(dataset):  # an interrupted import's leak check, before anything trains
+        say("[yellow]note:[/] an import stopped before its leak check; the check ran now.")
     view = _with_media(store.training_view(dataset), "training", say)
     counts = state.done("training_set") or registry.jsonable(training_counts(view))
     state.mark("training_set", counts)

@@ -591,10 +591,17 @@ def leak_inputs(dataset: fo.Dataset) -> list[tuple[str, Any, Any, Any, Any, list
     return list(zip(*dataset.values(fields), strict=True))
 
 
+TAG_LEAK_UNCHECKED = "leak_unchecked"
+"""On a sample an import added before its leak check ran: never trained on until the check clears it."""
+LEAK_CHECK_KEY = "curation_leak_check"
+"""Dataset info ``{"pending": bool, "max_distance": int}``: an import began and its leak check has not finished."""
+
+
 def training_view(collection: Any) -> Any:
     """The one definition of what a model may train on.
 
     Split train, plus pool samples a human labeled (mined hard cases); labeled; never ``leak``,
+    ``leak_unchecked`` (added by an import whose leak check has not run yet, e.g. a killed one),
     ``label_conflict`` or ``not_admitted``; never an image from a random-weight generator.
     """
     from fiftyone import ViewField as F
@@ -605,7 +612,7 @@ def training_view(collection: Any) -> Any:
     return (
         collection.match(trainable)
         .exists("ground_truth")
-        .match_tags([schema.TAG_LEAK, "leak_embedding", schema.TAG_LABEL_CONFLICT, "not_admitted"], bool=False)
+        .match_tags([schema.TAG_LEAK, TAG_LEAK_UNCHECKED, "leak_embedding", schema.TAG_LABEL_CONFLICT, "not_admitted"], bool=False)
         .match(F("generator_random_weights") != True)  # noqa: E712 - a MongoDB expression, not a Python test
     )
 

@@ -217,3 +217,49 @@ def test_item14_second_first_ingest_into_a_new_dataset_does_not_crash(settings, 
         assert len(ours) == 2 and ours.media_type == "image"
     finally:
         fo.delete_dataset(settings.dataset_name)
+
+
+# Item 13: a killed ingest -----------------------------------------------------------------------
+def test_item13_killed_ingest_leaves_no_trainable_leak(settings, dataset, tmp_path, monkeypatch):
+    from curation import ingest as ingest_mod
+    from curation import store
+    from curation.demo.corpus import CorpusSpec, write_corpus
+
+    write_corpus(tmp_path / "corpus", CorpusSpec(n_natix_train=60, n_natix_test=20, n_roadwork=40, n_roboflow=2, n_queries=2, seed=3))
+    ingest_mod.ingest(dataset, ingest_mod.make_importer("natix", tmp_path / "corpus" / "natix"), settings=settings, progress=False)
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt("killed after the samples were written")
+
+    monkeypatch.setattr(ingest_mod, "retag_leaks", killed)
+    with pytest.raises(KeyboardInterrupt):
+        ingest_mod.ingest(dataset, ingest_mod.make_importer("roadwork", tmp_path / "corpus" / "roadwork"), settings=settings, progress=False)
+    monkeypatch.undo()
+    trainable_in_window = set(store.training_view(dataset).values("id"))
+
+    ingest_mod.ingest(dataset, ingest_mod.make_importer("roadwork", tmp_path / "corpus" / "roadwork"), settings=settings, progress=False)
+    leaks = set(dataset.match_tags("leak").values("id"))
+    assert leaks, "the corpus must hold leaks for this test to mean anything"
+    assert not leaks & trainable_in_window  # a retrain in the window would have trained on none of them
+    assert not dataset.match_tags(store.TAG_LEAK_UNCHECKED).count()  # a complete run checks everything
+
+
+def test_item13_killed_ingest_tmp_files_are_swept(tmp_path):
+    import os
+    import socket
+    import time
+
+    from curation.media import MediaStore
+
+    media = MediaStore(tmp_path / "media")
+    folder = tmp_path / "media" / "ab"
+    folder.mkdir(parents=True)
+    old_style = folder / ".tmp-k2j4.jpg"  # a killed run's, named before runs wrote their pid
+    old_style.write_bytes(b"x")
+    os.utime(old_style, (time.time() - 7200, time.time() - 7200))
+    dead = folder / f".tmp-{socket.gethostname()}-{2**22 + 12345}-abcd.jpg"  # a pid that does not run
+    dead.write_bytes(b"x")
+    live = folder / f".tmp-{socket.gethostname()}-{os.getpid()}-efgh.jpg"  # a run writing right now
+    live.write_bytes(b"x")
+    assert media.sweep_stale() == 2
+    assert not old_style.exists() and not dead.exists() and live.exists()
