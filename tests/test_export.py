@@ -26,7 +26,7 @@ from curation.export import bundle as bundle_mod
 from curation.export.bundle import export_bundle, read_manifest
 from curation.media import open_rgb
 from curation.sources.queries import parse_query_line
-from curation.stage1.backbone import tiny_random_backbone
+from curation.stage1.backbone import load_backbone, tiny_random_backbone
 from curation.stage1.model import Stage1Config, Stage1Model
 from curation.stage1.validator_view import validator_query
 from curation.stage1.views import ViewPolicy, pil_to_tensor
@@ -75,11 +75,11 @@ def platform_raw(model: Stage1Model, paths: dict[str, Path]) -> dict[str, float]
     return dict(zip(paths, out.image_logits.double().tolist(), strict=True))
 
 
-def tiny_model(config: Stage1Config, seed: int, paths: dict[str, Path]) -> Stage1Model:
+def tiny_model(config: Stage1Config, seed: int, paths: dict[str, Path], backbone=None, spread: float = 25.0) -> Stage1Model:
     """A tiny model whose calibrated threshold (≠ 0.5) splits the queries, so rounding is exercised."""
-    model = Stage1Model.build(config, backbone=tiny_random_backbone(seed=seed), seed=seed)
+    model = Stage1Model.build(config, backbone=backbone or tiny_random_backbone(seed=seed), seed=seed)
     with torch.no_grad():
-        model.head.mlp[-1].weight.mul_(25.0)  # spread the random head's logits
+        model.head.mlp[-1].weight.mul_(spread)  # spread the random head's logits
     probs = sorted(1 / (1 + math.exp(-z / TEMPERATURE)) for z in platform_raw(model, paths).values())
     threshold = (probs[2] + probs[3]) / 2
     assert abs(threshold - 0.5) > 1e-3, "the test needs a threshold away from 0.5"
@@ -95,8 +95,13 @@ def bundles(tmp_path_factory, queries) -> dict[str, tuple[Stage1Model, Path]]:
         Stage1Config(views=ViewPolicy(grid=2, overlap=0.15, flip=True), aggregator="attention", head_hidden=16), 1, queries
     )
     learned.mark_trained(version="1.2.3", data_fingerprint="sha256:feedbeef")
+    # The ImageNet EfficientNet-Lite0 (timm) backbone: its bundle needs timm, not the platform.
+    cnn = tiny_model(
+        Stage1Config(backbone="efficientnet-lite0", views=ViewPolicy(grid=2, size=224)), 2, queries, backbone=load_backbone("efficientnet-lite0"),
+        spread=1.0,  # its 2×1280 features already spread a random head's logits (×25 made them ~10³, beyond float32's 1e-4)
+    )
     out = {}
-    for name, model in (("plain", plain), ("learned", learned)):
+    for name, model in (("plain", plain), ("learned", learned), ("cnn", cnn)):
         metrics = {"calib": {"mcc": 0.61, "accuracy": 0.83}, "n_queries": 400}
         data = {"train": {"natix": 1200, "synthetic": 300}}
         gate = {"kind": "logistic", "coef": [0.1, -0.2], "ltt": {"threshold": 0.3}}
@@ -195,7 +200,7 @@ def isolated_run(tmp_path_factory, bundles, queries) -> dict:
     return {"result": json.loads(line[len("RESULT ") :]), "root": root, "jpegs": jpegs}
 
 
-@pytest.mark.parametrize("name", ["plain", "learned"])
+@pytest.mark.parametrize("name", ["plain", "learned", "cnn"])
 def test_bundle_without_platform_matches_platform(isolated_run, bundles, queries, name):
     result = isolated_run["result"]
     assert result["blocked"] and not result["curation_loaded"]
@@ -323,12 +328,13 @@ def test_export_is_atomic(bundles, tmp_path, monkeypatch, error):
 
 
 @pytest.mark.slow  # the dynamo exporter takes ~20 s on 2 CPU threads even for the tiny backbone
-def test_onnx_matches_pytorch_and_platform(bundles, queries, tmp_path):
+@pytest.mark.parametrize("name", ["plain", "cnn"])
+def test_onnx_matches_pytorch_and_platform(bundles, queries, tmp_path, name):
     import onnxruntime as ort
 
     from curation.export.onnx import export_onnx
 
-    model, path = bundles["plain"]
+    model, path = bundles[name]
     report = export_onnx(path, tmp_path / "model.onnx", check_batch_sizes=(1, 3))
     assert report.max_abs_diff < 1e-4 and report.batch_sizes_checked == (1, 3)
     session = ort.InferenceSession(str(report.path), providers=["CPUExecutionProvider"])

@@ -84,21 +84,20 @@ def run_demo(settings: Settings, config: DemoConfig = DemoConfig(), *, console: 
 
 
 def demo_retrain_config(force: bool = False) -> Any:
-    """The demo's Stage-1 recipe (see :mod:`curation.stage1.demo_training`): the ``tiny-demo``
-    DINOv3 trained from scratch on level-0 queries, global view at 64 px, then the head on cached
-    validator views. Held-out AUROC ≈ 0.78 with ~1,000 training images (tests/stage1/test_train.py)."""
+    """The demo's Stage-1 recipe (:func:`curation.stage1.demo_training.pretrained_demo_recipe`):
+    the ImageNet-pretrained EfficientNet-Lite0 from the registry wheel, frozen, with a head trained
+    on cached validator-view features (features cached by content hash: a retrain re-embeds only
+    new images)."""
     from curation.retrain import PromotionRule, RetrainConfig
-    from curation.stage1.demo_training import demo_stage1_config, demo_train_config
-    from curation.stage1.train import TrainConfig
+    from curation.stage1.demo_training import pretrained_demo_recipe
 
-    stage1 = demo_stage1_config()
+    stage1, head_train = pretrained_demo_recipe()
     return RetrainConfig(
         backbone=stage1.backbone,
         views=stage1.views,
         aggregator=stage1.aggregator,
         model_name="roadwork-stage1-demo",
-        finetune=demo_train_config(),
-        head_train=TrainConfig(mode="head", epochs=3, batch_size=256, lr=1e-3, augmentations=1),
+        head_train=head_train,
         promotion=PromotionRule(bootstrap=300, min_slice_n=10),
         force=force,
     )

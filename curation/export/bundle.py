@@ -7,7 +7,8 @@ or ``AutoModelForImageClassification.from_pretrained(DIR, trust_remote_code=True
     config.json                 RoadworkConfig: backbone, views, head, aggregator, calibration, auto_map,
                                 id2label {0: "None", 1: "Roadwork"}
     configuration_roadwork.py   remote code (config)
-    modeling_roadwork.py        remote code (model: views → DINOv3 → head → aggregator → shifted logits)
+    modeling_roadwork.py        remote code (model: views → DINOv3 or timm CNN → head → aggregator → shifted logits)
+    requirements.txt            what the remote code imports (timm only for a CNN backbone)
     model.safetensors           backbone + head + aggregator weights, float32
     preprocessor_config.json    ViTImageProcessor that only converts to RGB [0, 1] (no resize/crop/normalise)
     calibration.json            threshold, temperature, logit shift, gate parameters, decision rule
@@ -53,6 +54,7 @@ import torch
 
 from curation.errors import ConfigError, InputError, suggest
 from curation.export import miner as miner_adapter
+from curation.stage1.backbone import backbone_label
 from curation.stage1.calibrate import threshold_logit_offset
 from curation.stage1.views import IMAGENET_MEAN, IMAGENET_STD
 
@@ -64,6 +66,7 @@ WEIGHTS_FILE = "model.safetensors"
 CALIBRATION_FILE = "calibration.json"
 MODEL_CARD_FILE = "model_card.json"
 MANIFEST_FILE = "manifest.json"
+REQUIREMENTS_FILE = "requirements.txt"
 AUTO_MAP = {
     "AutoConfig": "configuration_roadwork.RoadworkConfig",
     "AutoModelForImageClassification": "modeling_roadwork.RoadworkForImageClassification",
@@ -120,6 +123,7 @@ def export_bundle(
         _check_json(name, value)
     with atomic_directory(out_dir) as tmp:
         write_remote_code(tmp)
+        write_requirements(model, tmp)
         write_config(model, tmp)
         write_weights(model, tmp)
         write_processor(tmp)
@@ -203,9 +207,8 @@ def hf_config(model):
     from curation.export.hf_template.configuration_roadwork import RoadworkConfig
 
     cfg = model.config
-    backbone = model.backbone.config
     config = RoadworkConfig(
-        backbone_config={key: _plain(getattr(backbone, key)) for key in BACKBONE_KEYS if hasattr(backbone, key)},
+        **backbone_fields(model.backbone),
         view_grid=cfg.views.grid,
         view_overlap=cfg.views.overlap,
         view_flip=cfg.views.flip,
@@ -229,6 +232,33 @@ def hf_config(model):
     config.auto_map = dict(AUTO_MAP)
     config.dtype = torch.float32
     return config
+
+
+def backbone_fields(backbone) -> dict[str, Any]:
+    """``backbone_type`` and ``backbone_config`` of the bundle config for a DINOv3 or timm backbone."""
+    from curation.stage1.cnn_backbone import CnnBackbone
+
+    if isinstance(backbone, CnnBackbone):
+        preset = backbone.config.preset
+        values = {"timm_model": preset.timm_model, "mean": list(preset.mean), "std": list(preset.std)}
+        return {"backbone_type": "timm", "backbone_config": values | {"hidden_size": backbone.config.hidden_size}}
+    config = backbone.config
+    return {"backbone_type": "dinov3", "backbone_config": {key: _plain(getattr(config, key)) for key in BACKBONE_KEYS if hasattr(config, key)}}
+
+
+def bundle_requirements(backbone) -> list[str]:
+    """What the bundle imports (``requirements.txt``): timm only for a CNN backbone."""
+    import timm
+    import transformers
+
+    from curation.stage1.cnn_backbone import CnnBackbone
+
+    needs = ["torch", f"transformers>={transformers.__version__.split('.')[0]}.0", "safetensors", "pillow"]
+    return needs + ([f"timm>={timm.__version__}"] if isinstance(backbone, CnnBackbone) else [])
+
+
+def write_requirements(model, folder: Path) -> None:
+    (folder / REQUIREMENTS_FILE).write_text("\n".join(bundle_requirements(model.backbone)) + "\n")
 
 
 def _plain(value: Any) -> Any:
@@ -330,7 +360,7 @@ def model_card_record(model, card: dict[str, Any], *, now: datetime) -> dict[str
         raise ConfigError(f"`model_card.version` {card['version']!r} differs from the model's version {version!r}.")
     trained = model.config.trained
     default = (
-        f"Stage-1 roadwork classifier: DINOv3 ({model.config.backbone}) over a global view and "
+        f"Stage-1 roadwork classifier: {backbone_label(model.backbone, model.config.backbone)} over a global view and "
         f"{model.config.views.grid}×{model.config.views.grid} tiles, {model.config.aggregator} pooling."
     )
     description = str(card.get("description") or default)

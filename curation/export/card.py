@@ -45,6 +45,37 @@ def _table(rows: list[tuple[str, Any]], header: tuple[str, str]) -> str:
     return "\n".join(lines)
 
 
+def _cnn_preset(backbone: str):
+    from curation.errors import CurationError
+    from curation.stage1.backbone import load_preset
+    from curation.stage1.cnn_backbone import CnnPreset
+
+    try:
+        preset = load_preset(backbone)
+    except CurationError:  # a Hub id or a local folder: DINOv3
+        return None
+    return preset if isinstance(preset, CnnPreset) else None
+
+
+def backbone_line(backbone: str) -> str:
+    """The card's backbone line: what the network is, what its weights learned, what it needs."""
+    preset = _cnn_preset(backbone)
+    if preset is None:
+        return f"- Backbone: DINOv3 ViT (`{backbone}`); per-view feature = CLS token ‖ mean patch token."
+    return (
+        f"- Backbone: {preset.label}, timm `{preset.timm_model}`; per-view feature = average pool ‖ max pool of the "
+        "last feature map. The remote code needs `timm` beside transformers (see `requirements.txt`). "
+        "For a real deployment a DINOv3 backbone is recommended."
+    )
+
+
+def licence_line(backbone: str) -> str:
+    preset = _cnn_preset(backbone)
+    if preset is None:
+        return "- Pretrained DINOv3 weights are subject to Meta's DINOv3 licence."
+    return f"- Pretrained weights: `{preset.weights}` ({preset.pretrained_on}); EfficientNet-Lite weights are Apache-2.0."
+
+
 def render_readme(
     config,
     *,
@@ -79,7 +110,7 @@ def render_readme(
         card.get("description", ""),
         "",
         "## Model",
-        f"- Backbone: DINOv3 ViT (`{config.backbone}`); per-view feature = CLS token ‖ mean patch token.",
+        backbone_line(config.backbone),
         f"- Views: global + {views.grid}×{views.grid} tiles with {views.overlap:.3f} overlap"
         f"{', plus horizontal flips' if views.flip else ''} = {n_views} views of {views.size}×{views.size}, "
         "cut from the full-resolution image inside the model (antialiased when shrinking, ImageNet normalisation).",
@@ -129,7 +160,7 @@ def render_readme(
         "",
         "## Provenance",
         f"- Version {card['version']}, submitted by `{card['submitted_by']}` at {submitted_at.isoformat()}.",
-        "- Pretrained DINOv3 weights are subject to Meta's DINOv3 licence.",
+        licence_line(config.backbone),
         "",
     ]
     return "\n".join(sections)

@@ -42,6 +42,20 @@ from curation.stage1.train import TrainConfig, TrainResult, train_finetune
 from curation.stage1.views import ViewPolicy
 
 DEMO_VIEWS = ViewPolicy(grid=0, size=64)
+PRETRAINED_DEMO_BACKBONE = "efficientnet-lite0"
+PRETRAINED_DEMO_VIEWS = ViewPolicy(grid=0, size=224)
+
+
+def pretrained_demo_recipe() -> tuple[Stage1Config, TrainConfig]:
+    """What ``make demo`` trains: the ImageNet Lite0, frozen, and a linear head on cached features.
+
+    The demo corpus's images are validator-sized already, so the global view at 224 is the
+    validator's own resolution; three seeded validator queries per image (levels drawn like the
+    validators) teach the head what a crop or a colour shift does to the evidence.
+    """
+    stage1 = Stage1Config(backbone=PRETRAINED_DEMO_BACKBONE, views=PRETRAINED_DEMO_VIEWS, aggregator="max")
+    head = TrainConfig(mode="head", epochs=60, batch_size=256, lr=3e-3, weight_decay=1e-4, augmentations=3, class_weights="balanced")
+    return stage1, head
 
 
 def demo_stage1_config() -> Stage1Config:

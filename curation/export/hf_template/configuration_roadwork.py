@@ -3,7 +3,7 @@
 This file is copied into every exported bundle and loaded by ``transformers`` with
 ``trust_remote_code=True``; it imports only the standard library and ``transformers``.
 
-The model is a DINOv3 ViT backbone that scores a global view and ``view_grid × view_grid``
+The model is a DINOv3 ViT backbone (or a timm CNN trunk) that scores a global view and ``view_grid × view_grid``
 overlapping tiles of the whole image with one per-view head, then pools the view logits
 (``max`` | ``topk_mean`` | ``mean`` | ``attention`` | ``learned_weights``). The image logit is
 divided by ``calibration_temperature`` and shifted by ``−logit(threshold)``, so the calibrated decision
@@ -16,6 +16,7 @@ import math
 
 from transformers import PretrainedConfig
 
+BACKBONE_TYPES = ("dinov3", "timm")
 AGGREGATORS = ("max", "topk_mean", "mean", "attention", "learned_weights")
 
 
@@ -23,7 +24,10 @@ class RoadworkConfig(PretrainedConfig):
     """Everything that rebuilds the Stage-1 model except its weights.
 
     Args:
-        backbone_config: keyword arguments of ``transformers.DINOv3ViTConfig``.
+        backbone_config: keyword arguments of ``transformers.DINOv3ViTConfig``; for a CNN
+            (``backbone_type: timm``): ``timm_model``, ``mean``, ``std`` (the weights' input
+            normalisation) and ``hidden_size``.
+        backbone_type: ``dinov3`` (transformers) or ``timm`` (a timm CNN trunk; needs ``timm``).
         view_grid: tiles per side (0 keeps only the global view).
         view_overlap: fraction of a tile's side shared with its neighbour, in [0, 0.5).
         view_flip: also score horizontally flipped copies of every view.
@@ -47,6 +51,7 @@ class RoadworkConfig(PretrainedConfig):
     def __init__(
         self,
         backbone_config: dict | None = None,
+        backbone_type: str = "dinov3",
         view_grid: int = 3,
         view_overlap: float = 0.125,
         view_flip: bool = False,
@@ -74,7 +79,10 @@ class RoadworkConfig(PretrainedConfig):
             raise ValueError(
                 f"`view_grid` must be in [0, 8] and `view_overlap` in [0, 0.5); got {view_grid}, {view_overlap}."
             )
+        if backbone_type not in BACKBONE_TYPES:
+            raise ValueError(f"`backbone_type` must be one of {BACKBONE_TYPES}; got {backbone_type!r}.")
         self.backbone_config = dict(backbone_config or {})
+        self.backbone_type = backbone_type
         self.view_grid = int(view_grid)
         self.view_overlap = float(view_overlap)
         self.view_flip = bool(view_flip)

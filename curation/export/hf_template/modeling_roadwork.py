@@ -1,7 +1,8 @@
 """StreetVision Stage-1 roadwork classifier as a standalone ``transformers`` model (remote code).
 
 Copied into every exported bundle; imports only the standard library, ``torch`` and
-``transformers`` (never the curation platform), so a miner loads it with::
+``transformers`` (never the curation platform), plus ``timm`` for a CNN backbone
+(``backbone_type: timm``), so a miner loads it with::
 
     from transformers import pipeline
     clf = pipeline("image-classification", model=BUNDLE_DIR, trust_remote_code=True)
@@ -12,7 +13,8 @@ image processor only converts and rescales; it does not resize, crop or normalis
 builds its views itself: a global view plus ``g × g`` overlapping tiles (optional flips), each
 cut from the full-resolution image, resized to ``view_size`` with bilinear interpolation
 (antialiased when a side shrinks) and normalised with ImageNet statistics; all views of all
-images go through the DINOv3 backbone in one batch.
+images go through the backbone in one batch. A DINOv3 view feature is CLS ‖ mean patch token; a
+CNN's is average pool ‖ max pool of its last feature map.
 
 Output logits are ``[log(1 − p), log p]`` with ``p = sigmoid(raw / temperature − logit(threshold))``,
 so softmax (what the pipeline applies to two labels) gives ``[1 − p, p]`` and the calibrated
@@ -54,6 +56,36 @@ def view_pixel_boxes(grid: int, overlap: float, width: int, height: int, flip: b
                 y1 = min(height, max(y0 + 1, math.ceil((r * stride + side) * height - 1e-9)))
                 boxes.append([x0, y0, x1, y1])
     return boxes + boxes if flip else boxes
+
+
+class RoadworkTimmTrunk(nn.Module):
+    """A timm CNN trunk under the platform's names (``embeddings``, ``layer``, ``norm``), so its
+    weights load as saved. Takes ImageNet-normalised views and converts them to the weights' own
+    normalisation; returns average pool ‖ max pool of the last feature map."""
+
+    def __init__(self, backbone_config: dict):
+        super().__init__()
+        import timm  # only CNN bundles need it (declared in the bundle's requirements)
+
+        trunk = timm.create_model(backbone_config["timm_model"], pretrained=False, num_classes=0)
+        self.embeddings = nn.Sequential(trunk.conv_stem, trunk.bn1)
+        self.layer = nn.ModuleList(block for stage in trunk.blocks for block in stage)
+        self.norm = nn.Sequential(trunk.conv_head, trunk.bn2)
+        mean, std = backbone_config["mean"], backbone_config["std"]
+        # Plain floats, not buffers: the model may be built on the meta device, and constants
+        # are not restored by `from_pretrained`.
+        self.scale = [s0 / s1 for s0, s1 in zip(IMAGENET_STD, std)]
+        self.shift = [(m0 - m1) / s1 for m0, m1, s1 in zip(IMAGENET_MEAN, mean, std)]
+
+    def forward(self, views: torch.Tensor) -> torch.Tensor:
+        """Views [B, 3, S, S] → [B, 2D] float32."""
+        scale = torch.tensor(self.scale, dtype=views.dtype, device=views.device).view(1, 3, 1, 1)
+        shift = torch.tensor(self.shift, dtype=views.dtype, device=views.device).view(1, 3, 1, 1)
+        x = self.embeddings(views * scale + shift)
+        for block in self.layer:
+            x = block(x)
+        x = self.norm(x)  # [B, D, h, w]
+        return torch.cat([x.mean(dim=(2, 3)), x.amax(dim=(2, 3))], dim=-1).float()
 
 
 class RoadworkViewHead(nn.Module):
@@ -170,10 +202,15 @@ class RoadworkForImageClassification(RoadworkPreTrainedModel):
 
     def __init__(self, config: RoadworkConfig):
         super().__init__(config)
-        backbone_config = DINOv3ViTConfig(**config.backbone_config)
-        self.backbone = DINOv3ViTModel(backbone_config)
-        hidden = int(backbone_config.hidden_size)
-        self.num_prefix_tokens = 1 + int(getattr(backbone_config, "num_register_tokens", 0) or 0)
+        if getattr(config, "backbone_type", "dinov3") == "timm":
+            self.backbone = RoadworkTimmTrunk(config.backbone_config)
+            hidden = int(config.backbone_config["hidden_size"])
+            self.num_prefix_tokens = 0
+        else:
+            backbone_config = DINOv3ViTConfig(**config.backbone_config)
+            self.backbone = DINOv3ViTModel(backbone_config)
+            hidden = int(backbone_config.hidden_size)
+            self.num_prefix_tokens = 1 + int(getattr(backbone_config, "num_register_tokens", 0) or 0)
         self.head = RoadworkViewHead(config, hidden)
         self.aggregator = RoadworkAggregator(config, 2 * hidden)
         self.post_init()
@@ -203,7 +240,7 @@ class RoadworkForImageClassification(RoadworkPreTrainedModel):
         return (views - mean) / std
 
     def view_features(self, views: torch.Tensor) -> torch.Tensor:
-        """Views [B, 3, S, S] → CLS ‖ mean patch token [B, 2D], float32 (chunked only in eager mode)."""
+        """Views [B, 3, S, S] → [B, 2D] float32 (CLS ‖ mean patch, or avg ‖ max pool; chunked only in eager mode)."""
         chunk = self.config.max_views_per_forward
         if torch.compiler.is_compiling() or views.shape[0] <= chunk:
             chunks = [views]
@@ -211,6 +248,9 @@ class RoadworkForImageClassification(RoadworkPreTrainedModel):
             chunks = [views[i : i + chunk] for i in range(0, views.shape[0], chunk)]
         outs = []
         for part in chunks:
+            if isinstance(self.backbone, RoadworkTimmTrunk):
+                outs.append(self.backbone(part))
+                continue
             out = self.backbone(pixel_values=part)
             patch_mean = out.last_hidden_state[:, self.num_prefix_tokens :, :].mean(dim=1)  # [b, D]
             outs.append(torch.cat([out.pooler_output, patch_mean], dim=-1).float())  # [b, 2D]
@@ -231,7 +271,7 @@ class RoadworkForImageClassification(RoadworkPreTrainedModel):
         n = pixel_values.shape[0]
         views = self.build_views(pixel_values.float())  # [N, V, 3, S, S]
         v = views.shape[1]
-        dtype = self.backbone.embeddings.patch_embeddings.weight.dtype
+        dtype = next(self.backbone.parameters()).dtype
         feats = self.view_features(views.reshape(n * v, *views.shape[2:]).to(dtype)).reshape(n, v, -1)  # [N, V, 2D]
         feats = feats.to(self.head.norm.weight.dtype)  # a model loaded in bf16/fp16 keeps working
         view_logits = self.head(feats).float()  # [N, V]
