@@ -138,10 +138,16 @@ def shoot(plan: SequencePlan, scene: Scene, k: int, *, quality: int = 90, shift:
 
 
 def description(spec: SceneSpec, rng: np.random.Generator) -> str:
-    """A scene description as the sources write them: roadwork text for positives, often empty otherwise."""
+    """A scene description as the sources write them: roadwork text for positives, empty otherwise.
+
+    Negatives are written empty, never "No Description": validators treat that literal as a
+    description (truthy), so a label-0 row carrying it is a label conflict they skip, and so does
+    the importer. The corpus's deliberate conflicts are its manifest's ``label_conflicts``.
+    """
     if spec.kind in POSITIVE_KINDS:
         return _DESCRIPTIONS[spec.kind].format(side="right" if rng.random() < 0.6 else "left")
-    return "No Description" if rng.random() < 0.3 else ""
+    rng.random()  # keeps the draw so the rest of the corpus is unchanged
+    return ""
 
 
 def travel_alteration(spec: SceneSpec, text: str) -> tuple[str, ...]:
