@@ -9,7 +9,9 @@ it), it is imported lazily, and nothing it produces goes into the exported Stage
 here runs offline: ultralytics is pointed at a config folder under the platform home that already
 holds its font, its settings have ``sync`` and the logging integrations off, models are built from a
 yaml or a local checkpoint (never a ``.pt`` *name*, which it would try to download), and AMP and
-plots are off (both fetch assets).
+plots are off (both fetch assets). Checkpoints are the platform's own safe format
+(:mod:`curation.detector_weights`): a ``.pt`` is read with ``torch.load(weights_only=True)`` and never
+unpickled, so a crafted file cannot run code.
 
 Example:
     >>> from curation.detector import DetectorConfig
@@ -59,7 +61,8 @@ class DetectorConfig:
 
     Attributes:
         model: an ultralytics architecture yaml (``yolo11n.yaml``: random init) or a local checkpoint
-            file (``.pt``: fine-tune). Checkpoint *names* are refused: ultralytics would download them.
+            file (``.pt`` written by :func:`train_detector`: fine-tune; other pickles are refused, see
+            :mod:`curation.detector_weights`). Checkpoint *names* are refused: ultralytics would download them.
         imgsz: training and inference image side in pixels (multiple of 32).
         epochs: training epochs.
         batch: images per batch.
@@ -214,10 +217,16 @@ def _resolve_model(model: str) -> str:
 
 
 def _load_yolo(weights: str | Path, config_root: Path) -> Any:
+    """A YOLO built from an architecture yaml, or rebuilt from safe-format weights (never unpickled)."""
     ultralytics_offline(config_root)
     from ultralytics import YOLO
 
-    return YOLO(_resolve_model(str(weights)))
+    from curation.detector_weights import build_from_weights
+
+    resolved = _resolve_model(str(weights))
+    if Path(resolved).suffix == ".pt":
+        return build_from_weights(resolved, Path(config_root))
+    return YOLO(resolved)
 
 
 # Data selection and hold-out (pure) ------------------------------------------------------------
@@ -357,7 +366,9 @@ def train_detector(
     if not best.is_file():
         raise InputError(f"Training finished without weights in {best.parent}; see ultralytics' log above.")
     weights = out_dir / WEIGHTS_NAME
-    shutil.copyfile(best, weights)
+    from curation.detector_weights import save_detector_weights
+
+    save_detector_weights(model.model, weights)  # the safe format: `propose` never unpickles a file
 
     results = getattr(metrics, "results_dict", None) or {}
     map50 = float(results.get("metrics/mAP50(B)", 0.0))

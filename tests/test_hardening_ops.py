@@ -263,3 +263,36 @@ def test_item13_killed_ingest_tmp_files_are_swept(tmp_path):
     live.write_bytes(b"x")
     assert media.sweep_stale() == 2
     assert not old_style.exists() and not dead.exists() and live.exists()
+
+
+# Item 2: code execution from a weights file ------------------------------------------------------
+class _Payload:
+    """Unpickling this runs a shell command (what a crafted checkpoint does)."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_item02_crafted_detector_weights_never_run_code(dataset, tmp_path):
+    import fiftyone as fo
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    from curation.detector import propose
+    from curation.errors import InputError
+
+    image = tmp_path / "street.jpg"
+    Image.fromarray(np.full((64, 64, 3), 120, np.uint8)).save(image)
+    dataset.add_sample(fo.Sample(filepath=str(image)))
+    marker = tmp_path / "pwned"
+    crafted = tmp_path / "detector.pt"
+    torch.save({"model": _Payload(marker)}, crafted)
+    with pytest.raises(InputError, match="safe format"):
+        propose(dataset, crafted, config_root=tmp_path / "yolo_cfg")
+    assert not marker.exists(), "loading the weights ran the file's command"
