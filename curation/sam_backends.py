@@ -210,9 +210,20 @@ def load_backend(backend: str, *, checkpoint: str | Path | None, model_type: str
         path = Path(checkpoint).expanduser()
         if not path.is_file():
             raise InputError(f"SAM checkpoint {path} does not exist (backend segment_anything, {model_type}).")
+        import pickle
+
+        import torch
         from segment_anything import sam_model_registry
 
-        return SegmentAnythingBackend(sam_model_registry[model_type](checkpoint=str(path)), device=device)
+        sam = sam_model_registry[model_type](checkpoint=None)  # built from code; the file gives only tensors
+        try:  # weights_only: a crafted .pth cannot run code (segment_anything itself relies on torch's default)
+            sam.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        except (pickle.UnpicklingError, RuntimeError, EOFError) as e:
+            raise InputError(
+                f"SAM checkpoint {path} is not a plain {model_type} state dict readable with weights_only ({type(e).__name__}: "
+                f"{str(e)[:200]}); the platform never unpickles objects from weight files."
+            ) from None
+        return SegmentAnythingBackend(sam, device=device)
     if backend in ("transformers", "sam3"):
         if not model:
             raise ConfigError(f"Backend `{backend}` needs `model`: a hub id or a local folder.")
