@@ -35,15 +35,53 @@ def connect(settings: Settings) -> None:
 
     if settings.database_uri and fo.config.database_uri != settings.database_uri:
         fo.config.database_uri = settings.database_uri
+    if not fo.config.database_uri:
+        check_embedded_database()
+
+
+def served_database_dir() -> str | None:
+    """The data folder of the mongod FiftyOne is connected to (None when the server does not say)."""
+    import fiftyone.core.odm as foo
+
+    try:
+        opts = foo.get_db_client().admin.command("getCmdLineOpts")
+    except Exception:  # noqa: BLE001 - an external server may refuse the command: nothing to compare
+        return None
+    return (opts.get("parsed") or {}).get("storage", {}).get("dbPath")
+
+
+def check_embedded_database() -> None:
+    """Refuse to work on another home's embedded database.
+
+    FiftyOne 1.22 attaches to any running FiftyOne database service of the user, whatever
+    ``FIFTYONE_DATABASE_DIR`` says, so a second home would silently read and write the first
+    home's datasets. The served folder is compared with the configured one.
+
+    Raises:
+        CurationError: the running service keeps its data elsewhere; the message says what to do.
+    """
+    import fiftyone as fo
+
+    served = served_database_dir()
+    configured = os.path.realpath(os.path.expanduser(fo.config.database_dir))
+    if served is not None and os.path.realpath(served) != configured:
+        raise CurationError(
+            f"The running FiftyOne database service keeps its data in {served}, not in this home's {configured} "
+            "(FIFTYONE_DATABASE_DIR); FiftyOne attaches to whichever service runs, so this command would read and "
+            "write the other home's datasets. Stop that home's FiftyOne processes (App, worker, notebooks) first, "
+            f"or give this home its own MongoDB: start `mongod --dbpath {configured} --port 27018` and set "
+            "FIFTYONE_DATABASE_URI=mongodb://127.0.0.1:27018 (or `database_uri` in the settings)."
+        )
 
 
 def database_location() -> str:
-    """Human-readable description of where the data lives."""
+    """Human-readable description of where the data lives: the database actually in use."""
     import fiftyone as fo
 
     if fo.config.database_uri:
-        return fo.config.database_uri
-    return f"embedded mongod, data in {fo.config.database_dir}"
+        served = served_database_dir()
+        return fo.config.database_uri + (f" (data in {served})" if served else "")
+    return f"embedded mongod, data in {served_database_dir() or fo.config.database_dir}"
 
 
 def _fo_field(spec: schema.FieldSpec) -> tuple[Any, dict[str, Any]]:

@@ -296,3 +296,40 @@ def test_item02_crafted_detector_weights_never_run_code(dataset, tmp_path):
     with pytest.raises(InputError, match="safe format"):
         propose(dataset, crafted, config_root=tmp_path / "yolo_cfg")
     assert not marker.exists(), "loading the weights ran the file's command"
+
+
+# Item 1: the wrong database ---------------------------------------------------------------------
+def test_item01_status_refuses_another_homes_database_service(tmp_path):
+    """FiftyOne attaches to any running database service of the user, whatever FIFTYONE_DATABASE_DIR says."""
+    import os
+    import subprocess
+    import sys
+    import uuid
+
+    env = {k: v for k, v in os.environ.items() if k != "FIFTYONE_DATABASE_URI"}
+    env["FIFTYONE_DATABASE_NAME"] = f"curation_item01_{uuid.uuid4().hex[:6]}"
+    name = f"t_{uuid.uuid4().hex[:8]}"
+    other = subprocess.Popen(  # another home's FiftyOne process, on its own embedded database
+        [sys.executable, "-c", (
+            "import sys, time, fiftyone as fo\n"
+            f"fo.Dataset({name!r}).add_sample(fo.Sample(filepath='/x.jpg'))\n"
+            "print('ready', flush=True)\n"
+            "sys.stdin.read()\n"
+        )],
+        env={**env, "FIFTYONE_DATABASE_DIR": str(tmp_path / "other-home-db")},
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert other.stdout is not None and other.stdout.readline().strip() == "ready"
+        ours = tmp_path / "our-home-db"
+        result = subprocess.run(
+            [sys.executable, "-m", "curation.cli", "status"],
+            env={**env, "FIFTYONE_DATABASE_DIR": str(ours), "CURATION_HOME": str(tmp_path / "home"), "CURATION_DATASET_NAME": name},
+            capture_output=True, text=True, timeout=300,
+        )
+        assert result.returncode == 2, result.stdout + result.stderr  # it read the other home's dataset
+        assert str(ours) in result.stderr and "FIFTYONE_DATABASE_URI" in result.stderr
+    finally:
+        assert other.stdin is not None
+        other.stdin.close()
+        other.wait(timeout=120)
