@@ -54,6 +54,12 @@ def predict_command(
         _target(dataset, split, saved_view), stage1, batch_size=batch_size, shard=Shard.parse(shard), view=view, field_prefix=prefix
     )
     console.print(f"Predicted {report.n_predicted} samples with model {report.model_version} (run {report.run_id}).")
+    if report.settled.finished or report.settled.discarded:
+        console.print(
+            f"[yellow]note:[/] staged predictions of interrupted run(s) {', '.join(report.settled.runs) or '(unnamed)'}: "
+            f"{report.settled.finished} samples promoted (that run was killed while promoting), "
+            f"{report.settled.discarded} discarded (killed before it finished predicting)."
+        )
     for path, reason in report.skipped:
         console.print(f"[yellow]skipped[/] {path}: {reason}")
 

@@ -60,9 +60,10 @@ def holder_state(
     now: datetime,
     host: str,
     stale_after_s: float = STALE_AFTER_S,
-    is_alive: Callable[[int, float | None], bool] = pid_alive,
+    is_alive: Callable[[int, float | None], bool] | None = None,
 ) -> tuple[str, str]:
-    """(``alive`` | ``dead`` | ``expired``, why) for one lock document."""
+    """(``alive`` | ``dead`` | ``expired``, why) for one lock document (``is_alive`` defaults to :func:`pid_alive`)."""
+    is_alive = is_alive or pid_alive
     expires = doc.get("expires_at")
     if expires is not None and _utc(expires) < now:
         return EXPIRED, f"expired at {_utc(expires):%Y-%m-%d %H:%M:%S} UTC"

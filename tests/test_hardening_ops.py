@@ -333,3 +333,39 @@ def test_item01_status_refuses_another_homes_database_service(tmp_path):
         assert other.stdin is not None
         other.stdin.close()
         other.wait(timeout=120)
+
+
+def test_item06_predict_killed_while_promoting_is_finished_by_the_next_run(dataset, tmp_path, monkeypatch):
+    import fiftyone as fo
+    import numpy as np
+    from PIL import Image
+
+    from curation import predict as predict_mod
+    from curation import store
+    from curation.stage1.backbone import tiny_random_backbone
+    from curation.stage1.model import Stage1Config, Stage1Model
+
+    rng = np.random.default_rng(1)
+    paths = []
+    for i in range(4):
+        paths.append(tmp_path / f"img{i}.jpg")
+        Image.fromarray(rng.integers(0, 255, (96, 128, 3), dtype=np.uint8)).save(paths[-1])
+    dataset.add_samples([fo.Sample(filepath=str(p)) for p in paths])
+    backbone = tiny_random_backbone(seed=0)
+    model = Stage1Model.build(Stage1Config(version="3.0.0"), backbone=backbone, seed=3)
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt("killed as promotion began")
+
+    monkeypatch.setattr(store, "promote_staged", killed)
+    monkeypatch.setattr(store, "release_lock", lambda name, owner: None)  # kill -9: the lease stays, its holder dead
+    with pytest.raises(KeyboardInterrupt):
+        predict_mod.predict_collection(dataset, model, progress=False)
+    monkeypatch.undo()
+    import curation.locks as lk
+
+    monkeypatch.setattr(lk, "pid_alive", lambda pid, started: False)  # the killed run's pid is gone
+    nothing = dataset.select([])
+    report = predict_mod.predict_collection(nothing, model, progress=False)
+    dataset.reload()
+    assert report.settled.finished == 4 and dataset.values("model_version") == ["3.0.0"] * 4
