@@ -179,3 +179,59 @@ def _save_failure_workspace(dataset: Any) -> None:
         orientation="horizontal",
     )
     dataset.save_workspace(WORKSPACE_NAME, workspace, description="Stage-1 failures beside the evaluation panel", overwrite=True)
+
+
+@dataclass(frozen=True)
+class EvidenceCeiling:
+    """How many positives' validator queries still show roadwork after the crop.
+
+    A positive whose query kept no roadwork is label noise no model can fix; ``kept / positives``
+    is the recall ceiling on the validator view (at ``min_fraction`` of one box kept).
+    """
+
+    positives: int  # positive samples with known roadwork boxes
+    kept: int  # of those, queries that keep ≥ min_fraction of one box
+    without_boxes: int  # positives whose boxes are unknown (not counted above)
+    min_fraction: float
+
+    @property
+    def share_kept(self) -> float | None:
+        return self.kept / self.positives if self.positives else None
+
+
+def evidence_ceiling(
+    collection: foc.SampleCollection,
+    *,
+    seed: int,
+    boxes_by_hash: dict[str, list[list[float]]] | None = None,
+    min_fraction: float = 0.5,
+) -> EvidenceCeiling:
+    """Replay each positive sample's validator query (same seeds as scoring) and check its boxes.
+
+    Boxes come from ``boxes_by_hash`` (content hash → relative ``[x0, y0, x1, y1]``, e.g. the demo
+    corpus's truth), else from the sample's ``primitives`` (roadwork classes only).
+    """
+    from PIL import Image
+
+    from curation.predict import query_key, validator_seed
+    from curation.stage1.validator_view import evidence_kept, query_recipe
+
+    positives = collection.match({"ground_truth.label": str(schema.Label.ROADWORK)})
+    fields = ["id", "content_hash", "filepath", "primitives.detections"] if positives.has_field("primitives") else ["id", "content_hash", "filepath"]
+    rows = zip(*positives.values(fields), strict=True) if len(positives) else []
+    kept = counted = missing = 0
+    for sample_id, digest, path, *detections in rows:
+        if boxes_by_hash is not None:
+            boxes = boxes_by_hash.get(digest)
+        else:
+            found = [d.bounding_box for d in (detections[0] if detections else None) or [] if d.label in schema.ROADWORK_PRIMITIVES]
+            boxes = [[x, y, x + w, y + h] for x, y, w, h in found] or None
+        if not boxes:
+            missing += 1
+            continue
+        with Image.open(path) as image:  # header only: the size the query was cut from
+            width, height = image.size
+        recipe = query_recipe(validator_seed(query_key(sample_id, digest), seed), width, height)
+        counted += 1
+        kept += evidence_kept(recipe, boxes, width, height, min_fraction=min_fraction)
+    return EvidenceCeiling(positives=counted, kept=kept, without_boxes=missing, min_fraction=min_fraction)

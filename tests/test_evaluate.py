@@ -95,3 +95,36 @@ def test_slice_table_pure():
     assert [r.n for r in rows] == [2, 1, 0]
     assert rows[0].recall == 0.5 and rows[0].mcc == 0.0  # single-class slice: MCC denominator 0 → 0
     assert rows[0].auroc is None  # one class: AUROC undefined, reported as None
+
+
+def test_evidence_ceiling_replays_each_positive_query(dataset, tmp_path):
+    """Level-0 queries of a 640×360 image keep x ∈ [140, 500): a centred box survives, an edge box does not."""
+    from PIL import Image
+
+    from curation.evaluate import evidence_ceiling
+    from curation.predict import validator_seed
+    from curation.stage1.validator_view import query_recipe
+
+    def level0_hash(start: int) -> str:  # a content hash whose seed-0 query draws level 0
+        return next(f"{k:064x}" for k in range(start, start + 1000) if query_recipe(validator_seed(f"{k:064x}", 0), 640, 360).level == 0)
+
+    path = tmp_path / "frame.png"
+    Image.new("RGB", (640, 360), "gray").save(path)
+    centre, edge = [0.45, 0.4, 0.55, 0.6], [0.0, 0.4, 0.1, 0.6]
+    boxes = {level0_hash(0): [centre], level0_hash(2000): [edge, centre], level0_hash(4000): [edge]}
+    samples = [fo.Sample(filepath=str(path), content_hash=h, ground_truth=fo.Classification(label="roadwork")) for h in boxes]
+    samples += [
+        fo.Sample(filepath=str(path), content_hash="f" * 64, ground_truth=fo.Classification(label="roadwork")),  # no boxes
+        fo.Sample(filepath=str(path), content_hash="e" * 64, ground_truth=fo.Classification(label="no_roadwork")),
+    ]
+    dataset.add_samples(samples)
+    found = evidence_ceiling(dataset, seed=0, boxes_by_hash=boxes)
+    assert (found.positives, found.kept, found.without_boxes) == (3, 2, 1)
+    assert found.share_kept == pytest.approx(2 / 3)
+    # The same from the dataset's own roadwork primitives (relative [x, y, w, h]); context classes do not count.
+    for sample in dataset.match({"content_hash": {"$in": list(boxes)}}):
+        dets = [fo.Detection(label="cone", bounding_box=[b[0], b[1], b[2] - b[0], b[3] - b[1]]) for b in boxes[sample.content_hash]]
+        sample["primitives"] = fo.Detections(detections=dets + [fo.Detection(label="road", bounding_box=[0.3, 0.3, 0.4, 0.4])])
+        sample.save()
+    again = evidence_ceiling(dataset, seed=0)
+    assert (again.positives, again.kept, again.without_boxes) == (3, 2, 1)

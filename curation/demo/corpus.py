@@ -9,7 +9,7 @@ Layout under ``OUT/``::
     roboflow/yolo/data.yaml, roboflow/yolo/{train,valid}/{images,labels}   (test listed, absent)
     roboflow/cls/{train,valid}/{roadwork,no_roadwork}/*.jpg
     queries/images/<sha256>.jpg, queries/log.jsonl
-    truth.csv      path, source, is_roadwork, kind, hn_category, text, sha256 for every image
+    truth.csv      path, source, is_roadwork, kind, hn_category, text, sha256, roadwork_boxes for every image
     manifest.json  the spec, counts, paths and the leakage fixtures
 
 ``truth.csv`` is the answer key for the demo's scripted labeler and evaluation; importers must not
@@ -36,12 +36,12 @@ from curation.demo import natix_format, query_log, roadwork_format, roboflow_for
 from curation.demo.natix_format import NatixRow
 from curation.demo.roadwork_format import RoadworkImage
 from curation.demo.roboflow_format import RoboflowImage
-from curation.demo.scene import Frame, kinds_for, render_scene, sample_spec, view
+from curation.demo.scene import ROADWORK_PRIMITIVES, Frame, kinds_for, render_scene, sample_spec, view
 from curation.demo.sequences import SequencePlan, Shot, description, encode_jpeg, pick_kind, plan_sequence, shoot, travel_alteration
 from curation.errors import ConfigError, InputError
 
 ROBOFLOW_SIZE = (416, 416)
-TRUTH_COLUMNS = ("path", "source", "is_roadwork", "kind", "hn_category", "text", "sha256")
+TRUTH_COLUMNS = ("path", "source", "is_roadwork", "kind", "hn_category", "text", "sha256", "roadwork_boxes")
 _OWNED = ("natix", "roadwork", "roboflow", "queries", "truth.csv", "manifest.json")
 
 
@@ -101,7 +101,17 @@ class TruthRow:
     def as_csv(self) -> list[str]:
         spec = self.frame.spec
         hn = spec.hn_category if not self.frame.is_roadwork else ""
-        return [self.path, self.source, str(int(self.frame.is_roadwork)), spec.kind, hn, self.frame.text, self.sha256]
+        return [self.path, self.source, str(int(self.frame.is_roadwork)), spec.kind, hn, self.frame.text, self.sha256, self.roadwork_boxes()]
+
+    def roadwork_boxes(self) -> str:
+        """JSON list of the roadwork primitives' boxes, relative ``[x0, y0, x1, y1]`` (the evidence a crop may cut)."""
+        width, height = self.frame.image.size
+        boxes = [
+            [round(b.x0 / width, 5), round(b.y0 / height, 5), round(b.x1 / width, 5), round(b.y1 / height, 5)]
+            for b in self.frame.boxes
+            if b.label in ROADWORK_PRIMITIVES
+        ]
+        return json.dumps(boxes, separators=(",", ":"))
 
 
 def _stream(seed: int, name: str) -> np.random.Generator:

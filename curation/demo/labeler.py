@@ -38,6 +38,16 @@ def load_truth(truth_csv: Path) -> pd.DataFrame:
     return truth.drop_duplicates("sha256").set_index("sha256")
 
 
+def truth_boxes(truth_csv: Path) -> dict[str, list[list[float]]]:
+    """Content hash → relative roadwork boxes ``[x0, y0, x1, y1]`` of every image the corpus drew."""
+    import json
+
+    truth = load_truth(truth_csv)
+    if "roadwork_boxes" not in truth.columns:
+        raise InputError(f"{truth_csv} has no `roadwork_boxes` column: rewrite the corpus with `curation demo-data`.")
+    return {digest: json.loads(text) for digest, text in truth["roadwork_boxes"].items() if text}
+
+
 def label_like_a_person(collection: foc.SampleCollection, truth_csv: Path) -> ScriptedLabels:
     """Correct each sample's ground truth where it disagrees with the hidden truth.
 

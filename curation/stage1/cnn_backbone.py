@@ -111,6 +111,8 @@ class CnnBackbone(nn.Module):
         mean, std = torch.tensor(preset.mean), torch.tensor(preset.std)
         self.register_buffer("input_scale", (imagenet_std / std).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("input_shift", ((imagenet_mean - mean) / std).view(1, 3, 1, 1), persistent=False)
+        # Channels-last runs oneDNN's depthwise convolutions 2-3× faster on a CPU than NCHW.
+        self.to(memory_format=torch.channels_last)
 
     def train(self, mode: bool = True) -> CnnBackbone:
         """Train mode, with every batch norm kept in eval mode (frozen statistics).
@@ -126,7 +128,7 @@ class CnnBackbone(nn.Module):
 
     def feature_map(self, views: torch.Tensor) -> torch.Tensor:
         """ImageNet-normalised views [B, 3, S, S] → last feature map [B, D, S/32, S/32]."""
-        x = self.embeddings(views * self.input_scale + self.input_shift)
+        x = self.embeddings((views * self.input_scale + self.input_shift).contiguous(memory_format=torch.channels_last))
         for block in self.layer:
             x = block(x)
         return self.norm(x)

@@ -50,11 +50,11 @@ def pretrained_demo_recipe() -> tuple[Stage1Config, TrainConfig]:
     """What ``make demo`` trains: the ImageNet Lite0, frozen, and a linear head on cached features.
 
     The demo corpus's images are validator-sized already, so the global view at 224 is the
-    validator's own resolution; three seeded validator queries per image (levels drawn like the
+    validator's own resolution; two seeded validator queries per image (levels drawn like the
     validators) teach the head what a crop or a colour shift does to the evidence.
     """
     stage1 = Stage1Config(backbone=PRETRAINED_DEMO_BACKBONE, views=PRETRAINED_DEMO_VIEWS, aggregator="max")
-    head = TrainConfig(mode="head", epochs=60, batch_size=256, lr=3e-3, weight_decay=1e-4, augmentations=3, class_weights="balanced")
+    head = TrainConfig(mode="head", epochs=60, batch_size=256, lr=3e-3, weight_decay=1e-4, augmentations=2, class_weights="balanced")
     return stage1, head
 
 

@@ -154,3 +154,50 @@ def validator_query(image: Image.Image, seed: int, level: int | None = None, *, 
     """
     recipe = query_recipe(seed, image.width, image.height, level)
     return apply_recipe(image, recipe, quality=quality)
+
+
+def crop_square(recipe: QueryRecipe, width: int, height: int) -> tuple[int, int, int]:
+    """(left, top, side) of the square a query keeps, in pixels of the (rotated) image."""
+    if recipe.level == 0:
+        side = min(width, height)
+        return (width - side) // 2, (height - side) // 2, side
+    return recipe.crop
+
+
+def box_fraction_kept(recipe: QueryRecipe, box: tuple[float, float, float, float], width: int, height: int) -> float:
+    """Share of a box's area that the query keeps (pure geometry; flips and distortions keep everything).
+
+    ``box`` is relative ``[x0, y0, x1, y1]``. The rotation (PIL: counter-clockwise about the centre)
+    moves the box's corners; their bounding box is intersected with the kept square.
+
+    >>> box_fraction_kept(QueryRecipe(level=0), (0.0, 0.4, 0.1, 0.6), 640, 360)  # a cone at the left edge
+    0.0
+    >>> box_fraction_kept(QueryRecipe(level=0), (0.45, 0.4, 0.55, 0.6), 640, 360)
+    1.0
+    """
+    x0, y0, x1, y1 = box[0] * width, box[1] * height, box[2] * width, box[3] * height
+    if recipe.level:
+        cx, cy, a = width / 2.0, height / 2.0, math.radians(recipe.angle)
+        cos, sin = math.cos(a), math.sin(a)
+        xs, ys = [], []
+        for x, y in ((x0, y0), (x1, y0), (x0, y1), (x1, y1)):
+            dx, dy = x - cx, y - cy
+            xs.append(cx + dx * cos + dy * sin)
+            ys.append(cy - dx * sin + dy * cos)
+        x0, x1, y0, y1 = min(xs), max(xs), min(ys), max(ys)
+    area = (x1 - x0) * (y1 - y0)
+    if area <= 0:
+        return 0.0
+    left, top, side = crop_square(recipe, width, height)
+    inter_w = max(0.0, min(x1, left + side) - max(x0, left))
+    inter_h = max(0.0, min(y1, top + side) - max(y0, top))
+    return inter_w * inter_h / area
+
+
+def evidence_kept(recipe: QueryRecipe, boxes, width: int, height: int, *, min_fraction: float = 0.5) -> bool:
+    """True when at least ``min_fraction`` of one roadwork box survives the query's crop.
+
+    A positive image whose query keeps no roadwork is label noise no model can fix: the share of
+    such queries bounds what any model can score on the validator view.
+    """
+    return any(box_fraction_kept(recipe, box, width, height) >= min_fraction for box in boxes)

@@ -52,3 +52,21 @@ def test_every_level_runs_and_bad_level_is_rejected(scene):
             assert validator_query(scene, seed, level=level).size == (224, 224)
     with pytest.raises(ConfigError, match="level"):
         validator_query(scene, 0, level=4)
+
+
+def test_box_fraction_kept_by_hand():
+    from curation.stage1.validator_view import QueryRecipe, box_fraction_kept, evidence_kept
+
+    # Level 0 on 640×360 keeps x ∈ [140, 500): a box over x ∈ [96, 160) keeps (160 − 140) / 64.
+    assert box_fraction_kept(QueryRecipe(level=0), (0.15, 0.2, 0.25, 0.3), 640, 360) == pytest.approx(20 / 64)
+    # Level 1, no rotation, crop (0, 0, 100): a 100×100 box at (50, 50) keeps a quarter.
+    recipe = QueryRecipe(level=1, angle=0.0, crop=(0, 0, 100))
+    assert box_fraction_kept(recipe, (50 / 400, 50 / 400, 150 / 400, 150 / 400), 400, 400) == pytest.approx(0.25)
+    # Rotating 90° counter-clockwise about the centre (200, 200) moves a box right of centre above it.
+    right = (300 / 400, 190 / 400, 320 / 400, 210 / 400)  # x 300-320, y 190-210
+    above = QueryRecipe(level=1, angle=90.0, crop=(150, 50, 100))  # keeps x 150-250, y 50-150
+    assert box_fraction_kept(above, right, 400, 400) == pytest.approx(1.0)
+    assert box_fraction_kept(QueryRecipe(level=1, angle=0.0, crop=(150, 50, 100)), right, 400, 400) == 0.0
+    assert evidence_kept(above, [right, (0, 0, 0.01, 0.01)], 400, 400)
+    assert not evidence_kept(QueryRecipe(level=0), [(0.0, 0.0, 0.1, 0.1)], 640, 360)
+    assert box_fraction_kept(QueryRecipe(level=0), (0.3, 0.3, 0.3, 0.5), 640, 360) == 0.0  # empty box
