@@ -323,7 +323,7 @@ def test_item01_status_refuses_another_homes_database_service(tmp_path):
         assert other.stdout is not None and other.stdout.readline().strip() == "ready"
         ours = tmp_path / "our-home-db"
         result = subprocess.run(
-            [sys.executable, "-m", "curation.cli", "status"],
+            [sys.executable, "-c", "from curation.cli import main; main()", "status"],
             env={**env, "FIFTYONE_DATABASE_DIR": str(ours), "CURATION_HOME": str(tmp_path / "home"), "CURATION_DATASET_NAME": name},
             capture_output=True, text=True, timeout=300,
         )
