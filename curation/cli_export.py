@@ -54,7 +54,8 @@ def publish_command(
     model_name: NameOption = None,
     submitted_by: SubmittedByOption = None,
     hf_repo: RepoOption = None,
-    warm_calls: Annotated[int, typer.Option("--warm-calls", min=1, help="Warm queries timed after the first.")] = 3,
+    warm_calls: Annotated[int, typer.Option("--warm-calls", min=1, help="Warm queries timed after the first (p50 / p99 over them).")] = 20,
+    onnx: Annotated[bool, typer.Option("--onnx/--no-onnx", help="Also time the query under ONNX Runtime (exported to a temporary file and checked against PyTorch).")] = True,
 ) -> None:
     """Lay out the Hugging Face repo for a model version and check it against the validators' 9 s timeout.
 
@@ -77,7 +78,7 @@ def publish_command(
         raise ConfigError("No champion model yet: pass `--version X.Y.Z` (a registered version).")
     out = out or Path(settings.home) / "publish" / version
     export_registered(settings, version, out, model_name=model_name, submitted_by=submitted_by, hf_repo=hf_repo)
-    report = check_bundle(out, warm_calls=warm_calls)
+    report = check_bundle(out, warm_calls=warm_calls, onnx=onnx)
     console.print(f"[bold]Hugging Face repo folder[/] (what would be uploaded): {out}")
     for name, size in report.files:
         console.print(f"  {size:>12,d}  {name}")
@@ -87,10 +88,15 @@ def publish_command(
         console.print(f"[red]problem:[/] {problem}")
     if report.cold_latency_s is not None:
         console.print(
-            f"CPU latency of one 224×224 query ({report.threads} threads): first {report.cold_latency_s:.3f} s, "
-            f"then {report.warm_latency_s:.3f} s (median); model load {report.load_s:.2f} s; "
-            f"validator timeout {report.timeout_s:.0f} s; P(Roadwork) = {report.probability:.4f}"
+            f"CPU latency of one 224×224 query, {report.num_views} views, {report.threads} threads "
+            f"(model load {report.load_s:.2f} s; validator timeout {report.timeout_s:.0f} s):"
         )
+        rows = [("eager PyTorch (miner detector)", report.cold_latency_s, report.warm_latency_s, report.warm_p99_s, report.probability)]
+        if report.onnx is not None:
+            o = report.onnx
+            rows.append(("ONNX Runtime", o.cold_s, o.p50_s, o.p99_s, o.probability))
+        for name, cold, p50, p99, prob in rows:
+            console.print(f"  {name:<32} first {cold * 1e3:8.1f} ms   p50 {p50 * 1e3:8.1f} ms   p99 {p99 * 1e3:8.1f} ms   P(Roadwork) {prob:.4f}")
     if report.passed:
         console.print(
             f"[bold green]PASS[/]: {version} answers within the {report.timeout_s:.0f} s timeout "

@@ -379,6 +379,7 @@ def test_cli_export_and_publish_dry_run(bundles, tmp_path):
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     assert "PASS" in result.output and "model.safetensors" in result.output and "model_card.json" in result.output
+    assert "eager PyTorch (miner detector)" in result.output and "ONNX Runtime" in result.output and "p99" in result.output
     from curation.export.publish import check_bundle
 
     report = check_bundle(repo, warm_calls=1)
@@ -454,3 +455,19 @@ def test_detector_registers_with_the_subnet_registry(bundles, queries, tmp_path,
     finally:
         for name in [m for m in sys.modules if m == "base_miner" or m.startswith("base_miner.")]:
             del sys.modules[name]
+
+
+def test_publish_times_eager_and_onnx_side_by_side_on_the_cnn_bundle(bundles, tmp_path):
+    """The Lite0 bundle: both runtimes answer the same probability; p50 ≤ p99; the views are counted."""
+    import shutil
+
+    from curation.export.publish import check_bundle
+
+    _, path = bundles["cnn"]
+    repo = tmp_path / "cnn"
+    shutil.copytree(path, repo)
+    report = check_bundle(repo, warm_calls=5, onnx=True)
+    assert report.num_views == 5 and report.onnx is not None and report.onnx.calls == 5
+    assert report.onnx.probability == pytest.approx(report.probability, abs=1e-4)
+    assert report.warm_latency_s <= report.warm_p99_s and report.onnx.p50_s <= report.onnx.p99_s
+    assert not report.problems

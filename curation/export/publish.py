@@ -7,8 +7,9 @@ Nothing is uploaded (real publishing needs the network and a token; upload the c
   ``None``/``Roadwork`` labels) and ``model_card.json`` with the subnet's required keys, a semantic
   version and a Unix ``submission_time`` (the validator parses it with ``int``);
 - the CPU latency of one 224×224 query through the bundle's own miner detector, measured like a
-  miner answers (base64 JPEG → PIL → probability), cold (first call) and warm, against the 9 s
-  validator timeout.
+  miner answers (base64 JPEG → PIL → probability), cold (first call) and warm (p50 / p99), against
+  the 9 s validator timeout; and, side by side, the same query through ONNX Runtime (the bundle's
+  model exported with :func:`curation.export.onnx.export_onnx`, which checks it against PyTorch).
 
 Example:
     >>> from curation.export.publish import check_bundle
@@ -43,6 +44,17 @@ _SS58 = re.compile(r"^5[1-9A-HJ-NP-Za-km-z]{47}$")
 
 
 @dataclass(frozen=True)
+class LatencyStats:
+    """One scorer's timings of the same query: first call, then p50 / p99 of the warm calls."""
+
+    cold_s: float
+    p50_s: float
+    p99_s: float
+    probability: float
+    calls: int
+
+
+@dataclass(frozen=True)
 class PublishReport:
     """What a dry run found. ``passed`` needs no problems and both latencies under the timeout."""
 
@@ -56,6 +68,9 @@ class PublishReport:
     probability: float | None
     threads: int
     timeout_s: float = VALIDATOR_TIMEOUT_S
+    warm_p99_s: float | None = None
+    num_views: int | None = None
+    onnx: LatencyStats | None = None  # ONNX Runtime on the same query, when measured
 
     @property
     def latency_ok(self) -> bool:
@@ -141,8 +156,8 @@ def sample_query(seed: int = 0) -> bytes:
     return buffer.getvalue()
 
 
-def measure_latency(detector, jpeg: bytes, *, warm_calls: int = 3) -> tuple[float, float, float]:
-    """(cold s, warm median s, probability) for base64 JPEG → PIL → detector, like the miner's forward."""
+def measure_latency(detector, jpeg: bytes, *, warm_calls: int = 3) -> LatencyStats:
+    """Time base64 JPEG → PIL → ``detector(image)`` (a probability), like the miner's forward."""
     from PIL import Image
 
     payload = base64.b64encode(jpeg)
@@ -155,32 +170,69 @@ def measure_latency(detector, jpeg: bytes, *, warm_calls: int = 3) -> tuple[floa
 
     cold, p = one()
     warm = [one()[0] for _ in range(max(1, warm_calls))]
-    return cold, statistics.median(warm), p
+    return LatencyStats(cold_s=cold, p50_s=statistics.median(warm), p99_s=float(np.percentile(warm, 99)), probability=float(p), calls=len(warm))
 
 
-def check_bundle(repo_dir: str | Path, *, warm_calls: int = 3, device: str = "cpu") -> PublishReport:
-    """Check a bundle folder's layout and time one query through its miner detector."""
+class OnnxScorer:
+    """The bundle's model under ONNX Runtime: PIL image → P(Roadwork), as the detector answers."""
+
+    def __init__(self, onnx_path: Path, *, threads: int):
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        self.session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+
+    def __call__(self, image) -> float:
+        pixels = np.asarray(image.convert("RGB"), dtype=np.float32)[None].transpose(0, 3, 1, 2) / 255.0  # [1, 3, H, W]
+        logits = self.session.run(None, {"pixel_values": np.ascontiguousarray(pixels)})[0][0]  # [2]
+        return float(1.0 / (1.0 + np.exp(logits[0] - logits[1])))
+
+
+def onnx_latency(repo_dir: Path, jpeg: bytes, *, warm_calls: int, threads: int) -> LatencyStats:
+    """Export the bundle to ONNX in a temporary folder (checked against PyTorch) and time the query."""
+    import tempfile
+
+    from curation.export.onnx import export_onnx
+
+    with tempfile.TemporaryDirectory() as tmp:
+        export = export_onnx(repo_dir, Path(tmp) / "model.onnx")
+        return measure_latency(OnnxScorer(export.path, threads=threads), jpeg, warm_calls=warm_calls)
+
+
+def check_bundle(repo_dir: str | Path, *, warm_calls: int = 3, device: str = "cpu", onnx: bool = False) -> PublishReport:
+    """Check a bundle folder's layout and time one query through its miner detector (and ONNX Runtime)."""
     import torch
 
     repo_dir = Path(repo_dir)
     files = [(str(p.relative_to(repo_dir)), p.stat().st_size) for p in sorted(repo_dir.rglob("*")) if p.is_file()]
     problems, warnings = check_layout(repo_dir)
-    load_s = cold = warm = p = None
+    load_s = eager = onnx_stats = views = None
     if not any(m.startswith("missing") for m in problems):
         start = time.perf_counter()
         detector = load_detector(repo_dir, device=device)
         load_s = time.perf_counter() - start
-        cold, warm, p = measure_latency(detector, sample_query(), warm_calls=warm_calls)
-        if not 0.0 <= p <= 1.0:
-            problems.append(f"the detector returned {p!r}, not a probability in [0, 1]")
+        query = sample_query()
+        eager = measure_latency(detector, query, warm_calls=warm_calls)
+        if not 0.0 <= eager.probability <= 1.0:
+            problems.append(f"the detector returned {eager.probability!r}, not a probability in [0, 1]")
+        config = json.loads((repo_dir / "config.json").read_text())
+        views = (1 + config.get("view_grid", 0) ** 2) * (2 if config.get("view_flip") else 1)
+        if onnx and device == "cpu":
+            onnx_stats = onnx_latency(repo_dir, query, warm_calls=warm_calls, threads=torch.get_num_threads())
+            if abs(onnx_stats.probability - eager.probability) > 1e-4:
+                problems.append(f"ONNX Runtime answers {onnx_stats.probability:.6f}, the detector {eager.probability:.6f}")
     return PublishReport(
         repo_dir=repo_dir,
         files=files,
         problems=problems,
         warnings=warnings,
         load_s=load_s,
-        cold_latency_s=cold,
-        warm_latency_s=warm,
-        probability=p,
+        cold_latency_s=eager.cold_s if eager else None,
+        warm_latency_s=eager.p50_s if eager else None,
+        warm_p99_s=eager.p99_s if eager else None,
+        probability=eager.probability if eager else None,
         threads=torch.get_num_threads(),
+        num_views=views,
+        onnx=onnx_stats,
     )
