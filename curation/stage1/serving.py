@@ -38,6 +38,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import tempfile
 import time
@@ -55,6 +56,8 @@ from curation.stage1.model import Stage1Config, Stage1Model, Stage1Output
 from curation.stage1.serving_config import ServingConfig
 from curation.stage1.validator_view import validator_query
 from curation.stage1.views import ViewPolicy, build_views, pil_to_tensor
+
+log = logging.getLogger(__name__)
 
 E4M3_MAX = float(torch.finfo(torch.float8_e4m3fn).max)  # 448
 FP8_MIN_CAPABILITY = (9, 0)  # row-wise scaled FP8 matmuls (torch._scaled_mm) need Hopper
@@ -164,13 +167,28 @@ def fp8_support(device: torch.device) -> str | None:
 def load_compile_cache(path: str | Path) -> bool:
     """Hot-load torch.compile artefacts saved by :func:`save_compile_cache`.
 
-    Returns False when the file is absent or torch rejects it (corrupt, another torch version:
-    torch logs why); compilation then runs cold and :func:`save_compile_cache` rewrites the file.
+    Every artefact in the file is loaded: torch's own loader keeps, per artefact type, only the
+    last of the chunks that successive saves in one process append (measured on an H200: three of
+    four compiled setups missed the cache), so the chunks are merged here first.
+
+    Returns False when the file is absent or cannot be read (corrupt, another torch version);
+    compilation then runs cold and :func:`save_compile_cache` rewrites the file.
     """
     path = Path(path)
     if not path.is_file():
         return False
-    return torch.compiler.load_cache_artifacts(path.read_bytes()) is not None
+    data = path.read_bytes()
+    try:
+        artifacts = _read_artifacts(data)
+    except ImportError:  # torch moved its private cache helpers: its loader, last chunks only
+        return torch.compiler.load_cache_artifacts(data) is not None
+    except Exception as e:  # noqa: BLE001 (any parse failure means: no usable cache)
+        log.warning("compile cache %s is unreadable, compiling cold: %s: %s", path, type(e).__name__, e)
+        return False
+    from torch.compiler._cache import CacheArtifactManager
+
+    CacheArtifactManager.populate_caches(artifacts)
+    return True
 
 
 def compile_cache_file(cache_root: Path, config: Stage1Config, serving: ServingConfig) -> Path:
@@ -186,16 +204,55 @@ def compile_cache_file(cache_root: Path, config: Stage1Config, serving: ServingC
 
 
 def save_compile_cache(path: str | Path) -> int:
-    """Write this process's torch.compile artefacts (atomically); returns the bytes written (0: none)."""
+    """Write this process's torch.compile artefacts, merged with those the file already holds
+    (atomically, one chunk per artefact type, which torch's own loader also reads in full);
+    returns the bytes written (0: nothing compiled, the file is left as it is)."""
     saved = torch.compiler.save_cache_artifacts()
     if saved is None:
         return 0
     path = Path(path)
+    data = saved[0]
+    try:
+        earlier = _read_artifacts(path.read_bytes()) if path.is_file() else {}
+        data = _write_artifacts(_merge_artifacts(earlier, _read_artifacts(data)))
+    except ImportError:  # torch moved its private cache helpers: its bytes as they are
+        pass
+    except Exception as e:  # noqa: BLE001 (an unreadable old file is replaced, not merged)
+        log.warning("compile cache %s: merging failed, writing this process's artefacts only: %s", path, e)
+        data = _write_artifacts(_read_artifacts(saved[0]))
     path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile(dir=path.parent, delete=False) as handle:
-        handle.write(saved[0])
+        handle.write(data)
     os.replace(handle.name, path)
-    return len(saved[0])
+    return len(data)
+
+
+def _read_artifacts(data: bytes) -> dict[str, list]:
+    """Serialized artefacts → {type: [artefacts]}, every chunk of every save kept (by key, last wins)."""
+    from torch.compiler._cache import CacheArtifactManager, _deserialize_single_cache
+    from torch.utils._appending_byte_serializer import AppendingByteSerializer
+
+    CacheArtifactManager._ensure_cache_artifacts_registered()
+    merged: dict[str, dict[str, object]] = {}
+    for kind, artifacts in AppendingByteSerializer.to_list(data, deserialize_fn=_deserialize_single_cache):
+        merged.setdefault(kind, {}).update((artifact.key, artifact) for artifact in artifacts)
+    return {kind: list(by_key.values()) for kind, by_key in merged.items()}
+
+
+def _merge_artifacts(earlier: dict[str, list], later: dict[str, list]) -> dict[str, list]:
+    merged = {kind: {a.key: a for a in artifacts} for kind, artifacts in earlier.items()}
+    for kind, artifacts in later.items():
+        merged.setdefault(kind, {}).update((a.key, a) for a in artifacts)
+    return {kind: list(by_key.values()) for kind, by_key in merged.items()}
+
+
+def _write_artifacts(artifacts: dict[str, list]) -> bytes:
+    from torch.compiler._cache import _serialize_single_cache
+    from torch.utils._appending_byte_serializer import AppendingByteSerializer
+
+    serializer = AppendingByteSerializer(serialize_fn=_serialize_single_cache)
+    serializer.extend(artifacts.items())
+    return serializer.to_bytes()
 
 
 class ServingModel(Stage1Model):
