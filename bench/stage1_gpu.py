@@ -13,8 +13,9 @@ For each: latency of one image (p50/p99 ms; platform paths start from a 224×224
 host memory, the validator's query), throughput (img/s; static batches of ``--bulk-images``
 images with views on the GPU, except bulk_files, which starts from files on disk), peak memory,
 share of the bf16 peak (FLOPs from the shape over 989 TFLOP/s, the H100 datasheet, and over an
-8192³ bf16 matmul measured at start), compile seconds, and error against eager bf16 on the same
-views (feature ‖Δ‖/‖ref‖, max |Δp|). bulk_files also reports GPU utilisation (NVML samples
+8192³ bf16 matmul measured at start), compile seconds, and error against an eager float32 model
+of the same weights on the same views (feature ‖Δ‖/‖ref‖, max |Δp|; against eager bf16 in the
+JSON's ``extra``). bulk_files also reports GPU utilisation (NVML samples
 while it runs) and a profile of one compiled bulk step (share of GPU time in GEMMs, attention,
 other kernels) says what is left when a goal is missed.
 
@@ -23,10 +24,17 @@ printed as skipped. Order: vitl16 then vith16plus core paths (the issue's goals)
 Compiles use ``--compile-scope blocks`` (one transformer block compiled and reused by every layer)
 and the torch.compile artefact file ``--compile-cache`` (loaded at start, saved after each preset).
 
+``--setup-only`` (scripts/gpu_check.sh runs it after the bench, in a fresh process with the saved
+compile cache and an empty inductor cache) times only the cuda_graph and fp8 setups: the cached
+compile time a new process pays.
+
 Device run (a later session with a GPU; that machine has python3 with torch and transformers but
 not this venv, and needs nothing installed: scripts/gpu_check.sh sets PYTHONPATH to the tree):
-    run(command="bash scripts/gpu_check.sh 360", timeout_s=450)
-It writes stage1_gpu.log, stage1_gpu.json, env.txt (and compile_cache.bin when ≤ 16 MiB) to $OUT.
+    run(command="SETUP_S=90 bash scripts/gpu_check.sh 240", timeout_s=430)
+On an H200 (issue 18) the whole check took 180 s of command time plus ~30 s of machine start; the
+measurements are in README ("Serving Stage-1") and bench/results/. It writes stage1_gpu.log/.json,
+stage1_cached.log/.json and env.txt to $OUT (compile_cache.bin only when ≤ 16 MiB: it was 16.8 MiB
+for both presets with fp8, so carry it from a run of fewer paths, or let the next run compile cold).
 
 CPU smoke test (tiny-random, well under a minute): python bench/stage1_gpu.py --smoke
 Without CUDA and without ``--smoke`` it prints a note and exits 0 (``make bench`` runs every script).
@@ -64,7 +72,7 @@ from curation.stage1.views import ViewPolicy, build_views  # noqa: E402
 
 H100_BF16_DENSE_TFLOPS = 989.0
 # Seconds a path needs on an H100, cold compile included (smoke: CPU, tiny model).
-ESTIMATE_S = {"naive": 15, "hf_eager": 10, "eager": 10, "compile": 80, "cuda_graph": 30, "bulk_files": 30, "fp8": 90}
+ESTIMATE_S = {"naive": 15, "hf_eager": 10, "eager": 10, "compile": 80, "cuda_graph": 30, "bulk_files": 30, "fp8": 60}
 
 
 @dataclass
@@ -99,6 +107,7 @@ class Bench:
         self.dtype = "bfloat16" if self.cuda else "float32"
         self.query_image: torch.Tensor | None = None  # set by make_inputs
         self.files: list[Path] = []
+        self.last_cache_counters: dict[str, int] = {}  # set by served_pair
 
     # Bookkeeping ------------------------------------------------------------------------------
     def left(self) -> float:
@@ -206,34 +215,77 @@ class Bench:
         """Query- and bulk-path models of one mode over ``base``; returns them and the setup seconds."""
         query = ServingModel(base, self.serving(mode, "query", **changes))
         bulk = ServingModel(base, self.serving(mode, "bulk", **changes))
+        before = _cache_counters()
         t0 = time.perf_counter()
         query.setup()
         bulk.setup()
-        return query, bulk, time.perf_counter() - t0
+        setup_s = time.perf_counter() - t0
+        self.last_cache_counters = {k: v - before.get(k, 0) for k, v in _cache_counters().items() if v - before.get(k, 0)}
+        return query, bulk, setup_s
 
-    def platform_row(self, name: str, preset: str, query, bulk, views, ref: Stage1Output | None, flops: float) -> tuple[Row, Stage1Output]:
+    def fp32_reference(self, preset: BackbonePreset, views: torch.Tensor) -> Stage1Output:
+        """Eager float32 outputs of the same weights (same seed, built in float32 and not rounded)
+        on the same views (the bf16 views upcast), true fp32 matmuls (TF32 off): what the
+        issue's |Δp| of bf16 and FP8 is measured against."""
+        # Only flags that are on are switched off and back: assigning allow_tf32 moves torch's
+        # fp32_precision from "none" to "ieee" for good, which is part of inductor's cache keys
+        # (the artefacts saved afterwards then missed in every later process).
+        switched = [flags for flags in (torch.backends.cuda.matmul, torch.backends.cudnn) if flags.allow_tf32]
+        for flags in switched:
+            flags.allow_tf32 = False
+        try:
+            backbone = random_backbone(preset, seed=0, device=self.device, dtype="float32")
+            config = Stage1Config(
+                backbone=preset.name, views=self.policy, dtype="float32", max_batch=self.args.bulk_images * self.policy.num_views
+            )
+            model = ServingModel(
+                Stage1Model.build(config, backbone=backbone, device=str(self.device)),
+                ServingConfig(mode="eager", path="bulk", dtype="float32", device=str(self.device)),
+            )
+            out = model.forward_views(views.float())
+            self.sync()
+            return out
+        finally:
+            for flags in switched:
+                flags.allow_tf32 = True
+
+    def platform_row(
+        self, name: str, preset: str, query, bulk, views, refs: dict[str, Stage1Output], flops: float
+    ) -> tuple[Row, Stage1Output]:
+        """Latency (query), throughput (bulk) and errors of ``bulk``'s outputs on ``views``: the
+        row's columns against the fp32 reference, ``extra`` against every reference in ``refs``."""
         row = Row(preset, name)
         image = self.query_image
         row.p50_ms, row.p99_ms = self.latencies(lambda: query.forward_images([image]))
+        # The same query from views already on the GPU: the step alone, without the image's
+        # host→GPU copy and the eager view building.
+        one = views[: self.policy.num_views]
+        row.extra["p50_ms_views_on_gpu"], row.extra["p99_ms_views_on_gpu"] = self.latencies(lambda: query.forward_views(one))
         row.img_s = self.throughput(lambda: bulk.forward_views(views), self.args.bulk_images)
         out = bulk.forward_views(views)
-        if ref is not None:
-            row.feat_rel_err = ((out.features - ref.features).norm() / ref.features.norm()).item()
-            row.max_dp = (torch.sigmoid(out.image_logits) - torch.sigmoid(ref.image_logits)).abs().max().item()
+        for label, ref in refs.items():
+            feat_err, dp = errors(out, ref)
+            row.extra[f"feat_rel_err_vs_{label}"], row.extra[f"max_dp_vs_{label}"] = feat_err, dp
+            if label == "fp32":
+                row.feat_rel_err, row.max_dp = feat_err, dp
         row.peak_gib = self.peak_gib()
         self.shares(row, flops)
         return row, out
 
-    def run_preset(self, name: str) -> Stage1Output | None:
+    def run_preset(self, name: str) -> dict[str, Stage1Output]:
+        """Every bf16 path of one preset; returns the references (fp32, and eager bf16 when run)."""
         preset = load_preset(name)
         flops = flops_per_image(preset, self.policy)
         print(f"\n== {name}: {flops / 1e9:.1f} GFLOP per image ({self.policy.num_views} views at {self.policy.size})", flush=True)
         torch._dynamo.reset()
         self.reset_peak()
-        base = self.base_model(preset)
         views = self.bulk_views()
         one_views = views[: self.policy.num_views]
-        ref = None
+        t0 = time.perf_counter()
+        refs = {"fp32": self.fp32_reference(preset, views)}
+        print(f"  fp32 reference: {time.perf_counter() - t0:.1f} s", flush=True)
+        self.reset_peak()
+        base = self.base_model(preset)
         if self.fits(name, "naive"):
             row = Row(name, "naive", note="img/s = 1000/p50")
             with torch.inference_mode():
@@ -256,8 +308,8 @@ class Bench:
         if self.fits(name, "eager"):
             self.reset_peak()
             query, bulk, _ = self.served_pair(base, "eager")
-            row, ref = self.platform_row("eager", name, query, bulk, views, None, flops)
-            row.note = "reference for errors"
+            row, refs["eager_bf16"] = self.platform_row("eager", name, query, bulk, views, refs, flops)
+            row.note = "errors: bf16 vs fp32"
             self.add(row)
         bulk_model = None
         for mode in ("compile", "cuda_graph"):
@@ -268,23 +320,23 @@ class Bench:
                 continue
             self.reset_peak()
             query, bulk, setup_s = self.served_pair(base, mode)
-            row, _ = self.platform_row(mode, name, query, bulk, views, ref, flops)
+            row, _ = self.platform_row(mode, name, query, bulk, views, refs, flops)
             row.compile_s = setup_s
-            row.extra = {"query_setup": asdict(query.report), "bulk_setup": asdict(bulk.report)}
+            row.extra.update(
+                {"query_setup": asdict(query.report), "bulk_setup": asdict(bulk.report), "cache": self.last_cache_counters}
+            )
             self.add(row)
             bulk_model = bulk
             if mode == "compile" and self.cuda and self.args.profile:
                 self.add(self.profile(name, bulk, views))
+                self.add(self.profile(name, query, one_views, label="profile_q"))
         if bulk_model is not None and self.fits(name, "bulk_files"):
             self.add(self.bulk_files(name, bulk_model, flops))
-        if self.args.compile_cache:
-            t0 = time.perf_counter()
-            size = save_compile_cache(self.args.compile_cache)
-            print(f"  compile cache: {size / 2**20:.1f} MiB saved in {time.perf_counter() - t0:.1f} s", flush=True)
+        self.save_cache()
         del base, bulk_model
-        return ref
+        return refs
 
-    def run_fp8(self, name: str, ref: Stage1Output | None) -> None:
+    def run_fp8(self, name: str, refs: dict[str, Stage1Output]) -> None:
         reason = fp8_support(self.device)
         if reason:
             self.add(Row(name, "fp8", note=f"skipped: {reason}"))
@@ -296,13 +348,48 @@ class Bench:
         self.reset_peak()
         base = self.base_model(preset)  # same seed: the same weights as the bf16 reference
         query, bulk, setup_s = self.served_pair(base, "cuda_graph", fp8=True)
-        row, _ = self.platform_row("fp8", name, query, bulk, self.bulk_views(), ref, flops_per_image(preset, self.policy))
+        row, _ = self.platform_row("fp8", name, query, bulk, self.bulk_views(), refs, flops_per_image(preset, self.policy))
         row.compile_s = setup_s
-        row.note = f"{bulk.report.fp8_linears} FP8 linears; errors vs eager bf16"
+        row.extra.update(
+            {"query_setup": asdict(query.report), "bulk_setup": asdict(bulk.report), "cache": self.last_cache_counters}
+        )
+        row.note = f"{bulk.report.fp8_linears} FP8 linears; errors vs fp32"
+        self.add(row)
+        self.save_cache()
+
+    def save_cache(self) -> None:
+        if self.args.compile_cache:
+            t0 = time.perf_counter()
+            size = save_compile_cache(self.args.compile_cache)
+            print(f"  compile cache: {size / 2**20:.1f} MiB saved in {time.perf_counter() - t0:.1f} s", flush=True)
+
+    def setup_only(self, name: str, fp8: bool) -> None:
+        """Setup seconds of the query + bulk pair in this (fresh) process: with ``--compile-cache``
+        loaded and an empty inductor cache, the cached compile time a new machine pays."""
+        path = "setup_fp8" if fp8 else "setup"
+        if fp8 and (reason := fp8_support(self.device)):
+            self.add(Row(name, path, note=f"skipped: {reason}"))
+            return
+        if self.left() < 5:
+            self.add(Row(name, path, note=f"skipped: budget ({self.left():.0f} s left)"))
+            return
+        torch._dynamo.reset()
+        base = self.base_model(load_preset(name))
+        mode = "cuda_graph" if self.cuda else "compile"
+        query, bulk, setup_s = self.served_pair(base, mode, **({"fp8": True} if fp8 else {}))
+        row = Row(name, path, compile_s=setup_s)
+        cache = self.last_cache_counters
+        row.extra = {"query_setup": asdict(query.report), "bulk_setup": asdict(bulk.report), "cache": cache}
+        capture = query.report.capture_s + bulk.report.capture_s
+        row.note = (
+            f"{mode}{' fp8' if fp8 else ''} query+bulk setup in a fresh process (capture {capture:.1f} s); "
+            f"FX graph cache hits {cache.get('inductor.fxgraph_cache_hit', 0)}, misses {cache.get('inductor.fxgraph_cache_miss', 0)}"
+        )
         self.add(row)
 
-    def profile(self, name: str, bulk: ServingModel, views: torch.Tensor) -> Row:
-        """GPU time of three compiled bulk steps split into GEMM, attention and other kernels."""
+    def profile(self, name: str, bulk: ServingModel, views: torch.Tensor, label: str = "profile") -> Row:
+        """GPU time of three compiled steps (bulk, or query for ``profile_q``) split into GEMM,
+        attention and other kernels."""
         from torch.profiler import ProfilerActivity, profile
 
         with profile(activities=[ProfilerActivity.CUDA]) as prof:
@@ -315,10 +402,10 @@ class Bench:
             us = getattr(event, "self_device_time_total", None) or getattr(event, "self_cuda_time_total", 0.0)
             if us <= 0:
                 continue
-            label = event.key.lower()
+            kernel = event.key.lower()
             kind = (
-                "attention" if any(k in label for k in ("flash", "fmha", "attention", "sdpa", "attn"))
-                else "gemm" if any(k in label for k in ("gemm", "matmul", "cutlass", "xmma", "nvjet", "sm90", "mm_"))
+                "attention" if any(k in kernel for k in ("flash", "fmha", "attention", "sdpa", "attn"))
+                else "gemm" if any(k in kernel for k in ("gemm", "matmul", "cutlass", "xmma", "nvjet", "sm90", "mm_"))
                 else "other"
             )
             shares[kind] += us
@@ -326,8 +413,11 @@ class Bench:
         total = sum(shares.values()) or 1.0
         for us, key in sorted(kernels, reverse=True)[:10]:
             print(f"    {100 * us / total:5.1f}%  {key}")
-        note = "compiled bulk step GPU time: " + ", ".join(f"{k} {100 * v / total:.0f}%" for k, v in shares.items())
-        return Row(name, "profile", note=note, extra={"top_kernels": sorted(kernels, reverse=True)[:20]})
+        step = "bulk" if label == "profile" else "query"
+        note = f"compiled {step} step GPU time {total / 3 / 1000:.2f} ms: " + ", ".join(
+            f"{k} {100 * v / total:.0f}%" for k, v in shares.items()
+        )
+        return Row(name, label, note=note, extra={"top_kernels": sorted(kernels, reverse=True)[:20], "shares_us": shares})
 
     def bulk_files(self, name: str, bulk: ServingModel, flops: float) -> Row:
         self.reset_peak()
@@ -371,6 +461,21 @@ class Bench:
         generator = torch.Generator().manual_seed(2)
         self.query_image = torch.randint(0, 256, (3, 224, 224), dtype=torch.uint8, generator=generator)
         self.files = make_jpegs(folder, self.args.files, self.args.file_size)
+
+
+def _cache_counters() -> dict[str, int]:
+    """Inductor's FX-graph and AOTAutograd cache hit/miss counters so far in this process."""
+    from torch._dynamo.utils import counters
+
+    return {f"{group}.{k}": v for group in ("inductor", "aot_autograd") for k, v in counters[group].items() if "cache" in k}
+
+
+def errors(out: Stage1Output, ref: Stage1Output) -> tuple[float, float]:
+    """Feature ‖Δ‖/‖ref‖ and max |Δp| (p = sigmoid of the image logit) of ``out`` against ``ref``."""
+    features = out.features.float() - ref.features.float()
+    feat_err = (features.norm() / ref.features.float().norm()).item()
+    dp = (torch.sigmoid(out.image_logits.float()) - torch.sigmoid(ref.image_logits.float())).abs().max().item()
+    return feat_err, dp
 
 
 def flops_per_image(preset: BackbonePreset, policy: ViewPolicy) -> float:
@@ -502,8 +607,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--budget-s", type=float, default=360.0, help="seconds for all measurements after start-up")
     parser.add_argument("--bulk-images", type=int, default=32, help="images per bulk step (×10 views)")
     parser.add_argument("--latency-iters", type=int, default=100)
-    parser.add_argument("--latency-max-s", type=float, default=4.0)
-    parser.add_argument("--throughput-min-s", type=float, default=1.5)
+    parser.add_argument("--latency-max-s", type=float, default=2.0)
+    parser.add_argument("--throughput-min-s", type=float, default=1.0)
     parser.add_argument("--files", type=int, default=1536, help="JPEG files for bulk_files")
     parser.add_argument("--file-size", default="1280x720")
     parser.add_argument("--workers", type=int, default=max(1, min(12, (os.cpu_count() or 2) - 3)))
@@ -513,6 +618,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-profile", dest="profile", action="store_false")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    parser.add_argument(
+        "--setup-only", action="store_true",
+        help="only the setup (compile + capture) seconds of cuda_graph and fp8 per preset: run in a fresh process "
+        "with --compile-cache from an earlier run and an empty TORCHINDUCTOR_CACHE_DIR for the cached compile time",
+    )
     args = parser.parse_args(argv)
     if not args.smoke and not torch.cuda.is_available():
         print("stage1_gpu: no CUDA device; `--smoke` checks the script on this CPU (make bench runs every script).")
@@ -542,6 +652,13 @@ def main(argv: list[str] | None = None) -> None:
     print(f"device {bench.env['device']} {bench.env['capability']}, torch {torch.__version__}, "
           f"transformers {bench.env['transformers']}, bf16 matmul {bench.env.get('matmul_tflops', 0):.0f} TFLOP/s, "
           f"budget {args.budget_s:.0f} s, dtype {bench.dtype}, compile scope {args.compile_scope}", flush=True)
+    if args.setup_only:
+        print(HEADER)
+        for fp8 in (False, True):
+            for name in args.presets:
+                bench.setup_only(name, fp8)
+        print(f"\nTotal {time.perf_counter() - bench.start:.0f} s (budget {args.budget_s:.0f} s).")
+        return
     with tempfile.TemporaryDirectory(prefix="stage1_gpu_") as folder:
         bench.make_inputs(Path(folder))
         print(HEADER)
