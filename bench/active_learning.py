@@ -24,22 +24,42 @@ daily mining runs over: 15% roadwork, a quarter of the negatives orange look-ali
 streets. ``validator`` is the validators' mix (half roadwork, most negatives look-alikes), the same
 as val and test. Val and test always follow the validators' mix: that is what pays.
 
-Design (fast on a 2-core CPU): the tiny-demo backbone is trained ONCE on its own labelled demo
-queries (``--backbone-train``, default 1,500: with 600 its features left almost no headroom, all
-pool labels reaching test MCC 0.20-0.35), then frozen; level-0 features of the pool, a validation
-set and a test set are cached once (one forward each). Per seed and strategy only the linear head
-is retrained (``train_head`` on the cached features). MCC on the test set uses the threshold that
-maximises MCC on the validation set (both labelled, disjoint from the pool and the backbone set).
+Backbone (``--backbone``, default ``efficientnet-lite0``, issue 17): the preset's real ImageNet
+EfficientNet-Lite0 weights, loaded offline and used frozen; one global view at ``--view-size`` (224),
+max aggregation. Level-0 features of the pool, a validation set and a test set are cached once (one
+forward each); per seed and strategy only the head is retrained (``train_head`` on the cached
+features). MCC on the test set uses the threshold that maximises MCC on the validation set (both
+labelled, disjoint from the pool). ``--backbone tiny-demo`` is the old weak stand-in: trained once
+from scratch on ``--backbone-train`` separate labelled queries, then frozen.
 
-Verdict: the pre-declared criterion is the FINAL-ROUND test MCC, mining > random in ≥ 4 of the 5
-seeds; the area under the MCC-vs-round curve (mean MCC over rounds 0..R) is reported alongside.
+Verdict (pre-declared in issue 17, fixed before the first run on this backbone; the pool, val, test,
+budget and head settings are the ones this file had for issue 7, and are not retuned): mining passes
+when BOTH hold:
+
+1. AUC: mining's area under the learning curve (mean test MCC over rounds 0..R) is higher than
+   random's in at least 80% of the seeds (8 of the default 10);
+2. labels-to-reach: on the seed-mean curves, mining reaches random's final-round test MCC with at
+   most 70% of random's final label count (``--seed-set + R × --budget``; 210 of 300 by default).
+   Labels-to-reach is read off mining's mean curve by linear interpolation in (labels, MCC) between
+   consecutive rounds, at the first round whose mean MCC reaches the target; if round 0 already
+   reaches it the count is the seed set; if no round reaches it, it is "not reached" (criterion
+   fails). The same number per seed (mining's curve of that seed against random's final MCC of that
+   seed) is reported alongside, not used for the verdict.
+
+The final-round win count (issue 7's old criterion) and uncertainty's numbers are reported too.
+
+Outputs (``--out``, default ``bench/results``): ``active_learning.csv`` (test MCC per seed, strategy
+and round, the raw curves), ``active_learning.md`` (the table and the verdict) and
+``active_learning.png`` (mean ± sd per strategy against labels), drawn from the CSV alone
+(``--plot-only`` redraws it without recomputing).
 
 Usage:
-    python bench/active_learning.py                        # the issue's run (~2-3 min, 2 cores)
+    python bench/active_learning.py                        # the issue's run (Lite0, 10 seeds)
     python bench/active_learning.py --pool-mix validator   # the pool drawn like val/test
     python bench/active_learning.py --no-gate              # mining without the failure-risk term
-    python bench/active_learning.py --seeds 2 --rounds 2 --backbone-train 200  # a quick smoke run
+    python bench/active_learning.py --backbone tiny-demo --seeds 5   # issue 7's weak from-scratch backbone
     python bench/active_learning.py --backbone /models/dinov3-vits16   # frozen pretrained DINOv3 weights
+    python bench/active_learning.py --plot-only            # redraw the PNG from bench/results/active_learning.csv
 """
 
 from __future__ import annotations
@@ -75,9 +95,10 @@ STRATEGIES = ("random", "uncertainty", "mining")
 
 def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--backbone", default="tiny-demo",
-                    help="tiny-demo (trained here from scratch on --backbone-train queries), or pretrained DINOv3 weights: "
-                         "a local directory, a Hub id or a preset name (models/presets), used frozen at --view-size")
+    ap.add_argument("--backbone", default="efficientnet-lite0",
+                    help="a preset name (models/presets; default efficientnet-lite0, real ImageNet weights), a local "
+                         "DINOv3 directory or Hub id, used frozen at --view-size; or tiny-demo (trained here from "
+                         "scratch on --backbone-train queries)")
     ap.add_argument("--view-size", type=int, default=224, help="global-view side for a pretrained --backbone")
     ap.add_argument("--backbone-train", type=int, default=1500, help="labelled queries that train the frozen backbone")
     ap.add_argument("--backbone-epochs", type=int, default=8)
@@ -87,7 +108,7 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--seed-set", type=int, default=50, help="random labelled start per seed")
     ap.add_argument("--budget", type=int, default=50, help="labels per round")
     ap.add_argument("--rounds", type=int, default=5)
-    ap.add_argument("--seeds", type=int, default=5)
+    ap.add_argument("--seeds", type=int, default=10)
     ap.add_argument("--head-epochs", type=int, default=40)
     ap.add_argument("--head-lr", type=float, default=1e-2)
     ap.add_argument("--pool-mix", choices=("stream", "validator"), default="stream",
@@ -97,7 +118,11 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--stream-positive", type=float, default=0.15)
     ap.add_argument("--stream-hard", type=float, default=0.25)
     ap.add_argument("--no-gate", action="store_true", help="mining without the failure-risk term (entropy only)")
-    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--auc-share", type=float, default=0.8, help="criterion 1: share of seeds where mining's AUC beats random's")
+    ap.add_argument("--reach", type=float, default=0.7, help="criterion 2: mining reaches random's final MCC with at most this share of its labels")
+    ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"), help="folder for the CSV, markdown and PNG")
+    ap.add_argument("--plot-only", action="store_true", help="redraw the PNG from --out/active_learning.csv and exit")
     ap.add_argument("--workdir", default=None, help="corpus + cache folder (default: a temporary one)")
     return ap.parse_args()
 
@@ -174,6 +199,9 @@ def select(strategy: str, p: np.ndarray, threshold: float, risk: np.ndarray | No
 
 def main() -> None:
     args = parse_args()
+    if args.plot_only:
+        print(plot_curves(Path(args.out) / "active_learning.csv", Path(args.out) / "active_learning.png", reach=args.reach))
+        return
     torch.set_num_threads(args.threads)
     began = time.perf_counter()
     work = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="active_learning_"))
@@ -251,27 +279,133 @@ def main() -> None:
             picked_look[strategy][seed] = look_alike[labeled[args.seed_set:]].mean()
         print(f"seed {seed} done ({time.perf_counter() - t:.0f} s)", flush=True)
 
-    header = "strategy     " + " ".join(f"r{r} (n={args.seed_set + r * args.budget})".ljust(11) for r in range(rounds + 1))
-    print(f"\nTest MCC per round, mean ± sd over {args.seeds} seeds (labelled count in parentheses; {n_test} test, "
-          f"threshold = max-MCC on {n_val} val; pool = {args.pool_mix} mix, mining {'without' if args.no_gate else 'with'} the gate):")
-    print(header + "   AUC  picked: roadwork look-alike")
+    ns = args.seed_set + args.budget * np.arange(rounds + 1)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    csv_path = out / "active_learning.csv"
+    write_curves(csv_path, curves, ns)
+    report = verdict_report(curves, ns, args, picked_pos=picked_pos, picked_look=picked_look, overlap=overlap,
+                            ceiling=ceiling, n_val=n_val, n_test=n_test, n_pool=n_pool)
+    wall = time.perf_counter() - began
+    report += (f"\nRun: `{' '.join([Path(sys.argv[0]).name] + sys.argv[1:]) or 'active_learning.py'}`, backbone {args.backbone} "
+               f"({'frozen, ' + str(args.view_size) + ' px global view' if pretrained else 'tiny-demo trained from scratch'}), "
+               f"wall {wall:.0f} s, torch threads {torch.get_num_threads()}, load average "
+               f"{' '.join(f'{v:.1f}' for v in os.getloadavg())}.\n")
+    (out / "active_learning.md").write_text(report)
+    print("\n" + report)
+    png = plot_curves(csv_path, out / "active_learning.png", reach=args.reach)
+    print(f"wrote {csv_path}, {out / 'active_learning.md'}, {png}")
+
+
+def labels_to_reach(ns: np.ndarray, curve: np.ndarray, target: float) -> float:
+    """Labels at which ``curve`` (MCC at label counts ``ns``) first reaches ``target``, linearly interpolated
+    between consecutive rounds; ``ns[0]`` if round 0 already reaches it; ``inf`` if no round does."""
+    if curve[0] >= target:
+        return float(ns[0])
+    for r in range(1, len(ns)):
+        if curve[r] >= target:
+            return float(ns[r - 1] + (target - curve[r - 1]) / (curve[r] - curve[r - 1]) * (ns[r] - ns[r - 1]))
+    return float("inf")
+
+
+def write_curves(path: Path, curves: dict[str, np.ndarray], ns: np.ndarray) -> None:
+    with path.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["strategy", "seed", "round", "labels", "test_mcc"])
+        for s, c in curves.items():
+            for seed in range(c.shape[0]):
+                for r in range(c.shape[1]):
+                    w.writerow([s, seed, r, int(ns[r]), f"{c[seed, r]:.6f}"])
+
+
+def verdict_report(curves: dict[str, np.ndarray], ns: np.ndarray, args, *, picked_pos, picked_look, overlap,
+                   ceiling: float, n_val: int, n_test: int, n_pool: int) -> str:
+    """The markdown table and the pre-declared verdict (both criteria)."""
+    seeds = curves["random"].shape[0]
+    lines = [f"## Active learning on {args.backbone}: mining vs uncertainty vs random (issue 17 item 3)", "",
+             f"Test MCC per round, mean ± sd over {seeds} seeds ({n_test} test queries, threshold = max-MCC on {n_val} val; "
+             f"pool = {args.pool_mix} mix, {n_pool} images; mining {'without' if args.no_gate else 'with'} the gate refit each round; "
+             f"reference head on all {n_pool} pool labels: test MCC {ceiling:.3f}).", "",
+             "| strategy | " + " | ".join(f"r{r} (n={n})" for r, n in enumerate(ns)) + " | AUC | picked roadwork | picked look-alike |",
+             "|---|" + "---|" * (len(ns) + 3)]
     for s in STRATEGIES:
         c = curves[s]
-        cells = " ".join(f"{m:.3f}±{sd:.3f}" for m, sd in zip(c.mean(0), c.std(0)))
-        print(f"{s:<12} {cells}  {c.mean(1).mean():.3f}  {picked_pos[s].mean():.2f}     {picked_look[s].mean():.2f}")
-    print("\nPer seed (final-round MCC | AUC = mean MCC over rounds 0..R):")
-    for seed in range(args.seeds):
-        print(f"  seed {seed}: " + "  ".join(f"{s} {curves[s][seed, -1]:.3f} | {curves[s][seed].mean():.3f}" for s in STRATEGIES))
+        cells = " | ".join(f"{m:.3f} ± {sd:.3f}" for m, sd in zip(c.mean(0), c.std(0)))
+        lines.append(f"| {s} | {cells} | {c.mean(1).mean():.3f} ± {c.mean(1).std():.3f} | {picked_pos[s].mean():.2f} | {picked_look[s].mean():.2f} |")
+
+    target = float(curves["random"][:, -1].mean())
+    budget_cap = args.reach * ns[-1]
+    reach_mean = {s: labels_to_reach(ns, curves[s].mean(0), target) for s in ("mining", "uncertainty")}
+    reach_seed = [labels_to_reach(ns, curves["mining"][k], curves["random"][k, -1]) for k in range(seeds)]
+    auc_m, auc_r = curves["mining"].mean(1), curves["random"].mean(1)
+    fmt = lambda v: "not reached" if not np.isfinite(v) else f"{v:.0f}"  # noqa: E731
+    lines += ["", "Per seed (final-round test MCC | AUC; labels-to-reach = mining's labels to reach random's final MCC of the same seed):", "",
+              "| seed | " + " | ".join(f"{s} final | {s} AUC" for s in STRATEGIES) + " | mining AUC > random | mining labels-to-reach |",
+              "|---|" + "---|" * (2 * len(STRATEGIES) + 2)]
+    for k in range(seeds):
+        cells = " | ".join(f"{curves[s][k, -1]:.3f} | {curves[s][k].mean():.3f}" for s in STRATEGIES)
+        lines.append(f"| {k} | {cells} | {'yes' if auc_m[k] > auc_r[k] else 'no'} | {fmt(reach_seed[k])} |")
+
+    auc_wins = int((auc_m > auc_r).sum())
+    need = int(np.ceil(args.auc_share * seeds - 1e-9))
+    pass_auc = auc_wins >= need
+    pass_reach = reach_mean["mining"] <= budget_cap
     final_wins = int((curves["mining"][:, -1] > curves["random"][:, -1]).sum())
-    auc_wins = int((curves["mining"].mean(1) > curves["random"].mean(1)).sum())
-    unc_final = int((curves["uncertainty"][:, -1] > curves["random"][:, -1]).sum())
-    need = max(1, -(-4 * args.seeds // 5))
-    print(f"\nmining beats random (final-round MCC, the pre-declared criterion): {final_wins}/{args.seeds} seeds -> "
-          f"{'PASS' if final_wins >= need else 'FAIL'} (need >= {need})")
-    print(f"mining beats random (area under MCC-vs-round): {auc_wins}/{args.seeds} seeds")
-    print(f"uncertainty beats random (final-round MCC): {unc_final}/{args.seeds} seeds")
-    print(f"round-0 picks shared by mining and uncertainty (same head): {overlap} of {args.budget}")
-    print(f"total {time.perf_counter() - began:.0f} s, torch threads {torch.get_num_threads()}, load average {os.getloadavg()}")
+    unc_auc = int((curves["uncertainty"].mean(1) > auc_r).sum())
+    share = f"{reach_mean['mining'] / ns[-1]:.0%} of random's; " if np.isfinite(reach_mean["mining"]) else ""
+    lines += ["", "### Verdict (pre-declared)", "",
+              f"1. AUC: mining > random in **{auc_wins}/{seeds}** seeds (need ≥ {need}) -> **{'PASS' if pass_auc else 'FAIL'}**; "
+              f"mean AUC mining {auc_m.mean():.3f}, random {auc_r.mean():.3f}, mean paired difference {(auc_m - auc_r).mean():+.3f}.",
+              f"2. Labels-to-reach: random's final-round mean test MCC is {target:.3f} at {ns[-1]} labels; mining's mean curve reaches it at "
+              f"**{fmt(reach_mean['mining'])}** labels ({share}"
+              f"need ≤ {budget_cap:.0f} = {args.reach:.0%}) -> **{'PASS' if pass_reach else 'FAIL'}** (linear interpolation between rounds on the seed-mean curve).",
+              "",
+              f"**Overall: {'PASS' if pass_auc and pass_reach else 'FAIL'}.**",
+              "",
+              "Alongside (not part of the verdict): "
+              f"mining > random on the final round in {final_wins}/{seeds} seeds; uncertainty > random on AUC in {unc_auc}/{seeds} seeds; "
+              f"uncertainty's mean curve reaches random's final MCC at {fmt(reach_mean['uncertainty'])} labels; "
+              f"per-seed mining labels-to-reach ≤ {budget_cap:.0f} in {sum(v <= budget_cap for v in reach_seed)}/{seeds} seeds; "
+              f"round-0 picks shared by mining and uncertainty (same head): {overlap} of {args.budget}.", ""]
+    return "\n".join(lines)
+
+
+def plot_curves(csv_path: Path, png_path: Path, *, reach: float = 0.7) -> Path:
+    """Learning curves from the CSV alone: mean ± sd over seeds of test MCC against labels, one line per strategy."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    with csv_path.open() as f:
+        rows = list(csv.DictReader(f))
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
+    colors = {"random": "tab:gray", "uncertainty": "tab:blue", "mining": "tab:orange"}
+    last_n, target = 0, None
+    for s in STRATEGIES:
+        mine = [r for r in rows if r["strategy"] == s]
+        ns = np.array(sorted({int(r["labels"]) for r in mine}))
+        seeds = sorted({int(r["seed"]) for r in mine})
+        grid = np.full((len(seeds), len(ns)), np.nan)
+        for r in mine:
+            grid[seeds.index(int(r["seed"])), int(np.searchsorted(ns, int(r["labels"])))] = float(r["test_mcc"])
+        m, sd = grid.mean(0), grid.std(0)
+        ax.plot(ns, m, marker="o", color=colors[s], label=f"{s} (mean ± sd, {len(seeds)} seeds)")
+        ax.fill_between(ns, m - sd, m + sd, color=colors[s], alpha=0.18)
+        if s == "random":
+            last_n, target = int(ns[-1]), float(m[-1])
+    if target is not None:
+        ax.axhline(target, color="tab:gray", ls=":", lw=1, label=f"random's final mean MCC {target:.3f}")
+        ax.axvline(reach * last_n, color="black", ls="--", lw=1, label=f"{reach:.0%} of random's labels ({reach * last_n:.0f})")
+    ax.set_xlabel("labelled pool samples")
+    ax.set_ylabel("test MCC (threshold: max-MCC on val)")
+    ax.set_title("Active learning on the demo corpus: mining vs uncertainty vs random")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(png_path)
+    plt.close(fig)
+    return png_path
 
 
 if __name__ == "__main__":
