@@ -445,19 +445,22 @@ def settle_staged(dataset: fo.Dataset, fields: Sequence[str], *, run_field: str,
     Each run holds the lock ``<lease_prefix><run id>`` while it works. A run whose lock is gone
     or whose holder is dead was killed: if it had begun promoting (its lock says ``promoting``)
     its predictions were complete and the promotion is finished; otherwise its staged values are
-    removed. Staged values of live runs (other shards) are left alone.
+    removed. Staged values of live runs (other shards) are left alone, and dead runs' leases are
+    removed (also those of runs killed before they staged anything).
     """
     from curation import locks as lk
 
     names = [f"{f}{STAGED_SUFFIX}" for f in fields]
-    if not any(n in dataset.get_field_schema() for n in names):
-        return Settled()
     coll = dataset._sample_collection
-    unset = {n: "" for n in [*names, run_field]}
+    staging = any(n in dataset.get_field_schema() for n in names)
+    # Run ids first, leases second: a run takes its lease before it stages anything, so every
+    # run id seen here has its lease in `held` if that run is alive.
+    run_ids = coll.distinct(run_field) if staging else []
     held = {d["name"]: d for d in list_locks() if d["name"].startswith(lease_prefix)}
+    unset = {n: "" for n in [*names, run_field]}
     finished = discarded = 0
     runs = []
-    for run_id in coll.distinct(run_field):
+    for run_id in run_ids:
         lease = held.get(f"{lease_prefix}{run_id}")
         if lease is not None and lease["state"] == lk.ALIVE:
             continue
@@ -465,12 +468,13 @@ def settle_staged(dataset: fo.Dataset, fields: Sequence[str], *, run_field: str,
             finished += promote_staged(dataset, fields, run_field=run_field, run_id=run_id)
         else:
             discarded += coll.update_many({run_field: run_id}, {"$unset": unset}).modified_count
-        if lease is not None:
-            _platform_collection(LOCKS_COLLECTION).delete_one({"_id": lease["name"], "owner": lease["owner"]})
         runs.append(str(run_id))
-    # Staged values without a run id come from a version that did not record one: nobody owns them.
-    discarded += coll.update_many({names[0]: {"$exists": True}, run_field: {"$exists": False}}, {"$unset": unset}).modified_count
-    dataset.reload()
+    if staging:  # staged values without a run id come from a version that did not record one: nobody owns them
+        discarded += coll.update_many({names[0]: {"$exists": True}, run_field: {"$exists": False}}, {"$unset": unset}).modified_count
+        dataset.reload()
+    for lease in held.values():
+        if lease["state"] != lk.ALIVE:
+            _platform_collection(LOCKS_COLLECTION).delete_one({"_id": lease["name"], "owner": lease["owner"]})
     return Settled(finished, discarded, tuple(runs))
 
 

@@ -369,3 +369,27 @@ def test_item06_predict_killed_while_promoting_is_finished_by_the_next_run(datas
     report = predict_mod.predict_collection(nothing, model, progress=False)
     dataset.reload()
     assert report.settled.finished == 4 and dataset.values("model_version") == ["3.0.0"] * 4
+
+
+def test_item06_lease_of_a_run_killed_before_staging_is_removed(dataset, tmp_path):
+    from datetime import timedelta
+
+    import fiftyone as fo
+    import numpy as np
+    from PIL import Image
+
+    from curation import locks as lk
+    from curation import store
+    from curation.predict import predict_collection
+    from curation.stage1.backbone import tiny_random_backbone
+    from curation.stage1.model import Stage1Config, Stage1Model
+
+    Image.fromarray(np.full((64, 64, 3), 50, np.uint8)).save(tmp_path / "a.jpg")
+    dataset.add_sample(fo.Sample(filepath=str(tmp_path / "a.jpg")))
+    now = lk.utcnow()
+    dead = f"predict:{dataset.name}::killed-run"
+    store._platform_collection(store.LOCKS_COLLECTION).insert_one(
+        {"_id": dead, "owner": "x", "host": "elsewhere", "pid": 1, "heartbeat_at": now - timedelta(hours=1), "expires_at": now + timedelta(hours=1)}
+    )
+    predict_collection(dataset, Stage1Model.build(Stage1Config(), backbone=tiny_random_backbone(seed=0), seed=0), progress=False)
+    assert dead not in [d["name"] for d in store.list_locks()]
