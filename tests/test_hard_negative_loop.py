@@ -18,10 +18,16 @@ with the scripted labeler (answers from the hidden truth, marked as scripted); t
 trains on the base subset plus ``store.training_view`` of that dataset (the labeled pool samples).
 Both are thresholded at max-MCC on val, as calibration does. Pre-declared: in at least 4 of 5 seeds
 the challenger's FPR on eval's orange_distractor slice is lower by at least 0.05.
+
+``CURATION_TEST_HNLOOP_BACKBONE`` picks the frozen backbone: unset (CI) or ``tiny-demo`` is the one
+above; a preset name such as ``efficientnet-lite0`` (real ImageNet weights, issue 17) replaces it,
+loaded as is (not trained here), global view at 224 px. That run embeds the corpora and predicts
+the pool with the bigger network, a few minutes on 2 cores, so CI keeps the default.
 """
 
 from __future__ import annotations
 
+import os
 import uuid
 from pathlib import Path
 
@@ -44,12 +50,14 @@ from curation.stage1.cache import CacheSpec, FeatureCache, cache_features
 from curation.stage1.calibrate import threshold_for_max_mcc
 from curation.stage1.demo_training import demo_stage1_config, train_demo_model
 from curation.stage1.metrics import mcc
-from curation.stage1.model import Stage1Model
+from curation.stage1.model import Stage1Config, Stage1Model
 from curation.stage1.train import TrainConfig, train_head
+from curation.stage1.views import ViewPolicy
 
 SEEDS = 5
 MARGIN = 0.05
 QUEUE = 60
+BACKBONE = os.environ.get("CURATION_TEST_HNLOOP_BACKBONE", "tiny-demo")
 
 
 def _queries(root: Path, n: int, seed: int, **mix: float) -> pd.DataFrame:
@@ -75,7 +83,12 @@ def world(tmp_path_factory: pytest.TempPathFactory):
     assert sum(map(len, all_hashes)) == len(set().union(*all_hashes)), "corpora must not share an image"
 
     bb = corpora["backbone"]
-    model, _ = train_demo_model(bb["file"].tolist(), bb["is_roadwork"].tolist(), bb["sha256"].tolist(), seed=0, epochs=8)
+    if BACKBONE == "tiny-demo":
+        model, _ = train_demo_model(bb["file"].tolist(), bb["is_roadwork"].tolist(), bb["sha256"].tolist(), seed=0, epochs=8)
+        head_config = demo_stage1_config()
+    else:  # pretrained weights, used as loaded (the backbone corpus goes unused)
+        model = Stage1Model.build(Stage1Config(backbone=BACKBONE, views=ViewPolicy(grid=0, size=224), aggregator="max"))
+        head_config = model.config.replace(trained=False)
     backbone = model.backbone.eval().requires_grad_(False)
     cache = FeatureCache(tmp / "cache", CacheSpec.for_model(model, validator_level=0))
     rest = pd.concat([corpora[k] for k in ("base", "val", "eval", "pool")])
@@ -98,12 +111,12 @@ def world(tmp_path_factory: pytest.TempPathFactory):
     )
     dataset = store.open_dataset(settings)
     ingest_corpus(dataset, tmp / "pool", settings=settings, progress=False)
-    yield {"corpora": corpora, "backbone": backbone, "by_hash": by_hash, "dataset": dataset, "pool_truth": tmp / "pool" / "truth.csv"}
+    yield {"corpora": corpora, "backbone": backbone, "head_config": head_config, "by_hash": by_hash, "dataset": dataset, "pool_truth": tmp / "pool" / "truth.csv"}
     dataset.delete()
 
 
-def _head(backbone: torch.nn.Module, feats: torch.Tensor, labels: np.ndarray, seed: int) -> Stage1Model:
-    model = Stage1Model.build(demo_stage1_config(), backbone=backbone, seed=seed)
+def _head(world: dict, feats: torch.Tensor, labels: np.ndarray, seed: int) -> Stage1Model:
+    model = Stage1Model.build(world["head_config"], backbone=world["backbone"], seed=seed)
     config = TrainConfig(mode="head", epochs=40, batch_size=32, lr=1e-2, weight_decay=0.01, class_weights="balanced", schedule="cosine", seed=seed)
     train_head(feats, torch.tensor(labels), config, model=model)
     return model
@@ -137,7 +150,7 @@ def test_mined_hard_negatives_lower_the_false_positive_rate_on_orange_look_alike
     rows = []
     for seed in range(SEEDS):
         subset = base.iloc[np.random.default_rng(seed).permutation(len(base))[: int(0.85 * len(base))]]
-        champion = _head(world["backbone"], _stack(by_hash, subset["sha256"]), subset["is_roadwork"].to_numpy(), seed)
+        champion = _head(world, _stack(by_hash, subset["sha256"]), subset["is_roadwork"].to_numpy(), seed)
         _calibrated(champion, world)
 
         pool = world["dataset"].clone(f"{world['dataset'].name}_s{seed}")
@@ -152,7 +165,7 @@ def test_mined_hard_negatives_lower_the_false_positive_rate_on_orange_look_alike
             pool.delete()
         extra_y = np.array([int(label == Label.ROADWORK) for label in labels])
         challenger = _head(
-            world["backbone"],
+            world,
             torch.cat([_stack(by_hash, subset["sha256"]), _stack(by_hash, hashes)]),
             np.concatenate([subset["is_roadwork"].to_numpy(), extra_y]),
             seed,
@@ -163,7 +176,7 @@ def test_mined_hard_negatives_lower_the_false_positive_rate_on_orange_look_alike
                      "fpr_champion": fpr0, "fpr_challenger": fpr1, "mcc_champion": mcc0, "mcc_challenger": mcc1, "n_orange": n})
 
     table = pd.DataFrame(rows)
-    print("\n" + table.to_string(float_format=lambda v: f"{v:.3f}"))
+    print(f"\nbackbone: {BACKBONE}\n" + table.to_string(float_format=lambda v: f"{v:.3f}"))
     assert (table["n_orange"] >= 30).all(), "eval must hold enough orange look-alikes to measure an FPR"
     assert (table["hard_negatives"] >= QUEUE // 2).all(), "the orange queue should surface mostly look-alikes"
     wins = int((table["fpr_champion"] - table["fpr_challenger"] >= MARGIN).sum())
