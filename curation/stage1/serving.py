@@ -52,6 +52,7 @@ from torch import nn
 from curation.errors import ConfigError, InputError
 from curation.media import OPEN_ERRORS, open_rgb
 from curation.stage1.backbone import DTYPES, backbone_features
+from curation.stage1.cnn_backbone import CnnBackbone
 from curation.stage1.model import Stage1Config, Stage1Model, Stage1Output
 from curation.stage1.serving_config import ServingConfig
 from curation.stage1.validator_view import validator_query
@@ -320,8 +321,9 @@ class ServingModel(Stage1Model):
         """
         cfg = self.serving
         device = self._resolve_device()
+        # A CNN trunk (CnnBackbone) has no attention to check.
         attention = getattr(self.backbone.config, "_attn_implementation", None)
-        if attention not in ("sdpa", "flash_attention_2"):
+        if not isinstance(self.backbone, CnnBackbone) and attention not in ("sdpa", "flash_attention_2"):
             raise ConfigError(
                 f"Serving needs SDPA (or flash) attention; this backbone uses {attention!r}. "
                 "Build or load it with `attn_implementation: sdpa` in the Stage-1 config."
@@ -330,7 +332,8 @@ class ServingModel(Stage1Model):
             raise ConfigError(reason)
         self.eval()
         self.to(device)
-        if self.backbone.dtype != self.serving_dtype:  # skipped when prepared before: would upcast FP8 buffers
+        backbone_dtype = next(self.backbone.parameters()).dtype  # CnnBackbone has no `.dtype`
+        if backbone_dtype != self.serving_dtype:  # skipped when prepared before: would upcast FP8 buffers
             self.backbone.to(self.serving_dtype)
         fp8_linears = quantize_fp8(self.backbone) if cfg.fp8 else 0
         self._copy_stream = torch.cuda.Stream(device) if device.type == "cuda" else None

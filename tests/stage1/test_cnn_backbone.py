@@ -154,3 +154,23 @@ def test_partial_finetune_trains_only_the_top_blocks_and_keeps_bn_statistics():
 def test_cnn_loaded_from_a_saved_dir_keeps_its_preset(tmp_path, lite0):
     lite0.save_pretrained(tmp_path / "bb")
     assert load_cnn_backbone(tmp_path / "bb").config.preset == lite0.config.preset
+
+
+def test_serving_model_serves_the_cnn(lite0):
+    """ServingModel.setup once refused every CNN (no attention implementation) and read the
+    backbone's `.dtype`, which CnnBackbone lacks; found by the H200 Lite0 run (issue 18)."""
+    from curation.stage1.serving import ServingModel
+    from curation.stage1.serving_config import ServingConfig
+
+    config = Stage1Config(backbone=LITE0, views=ViewPolicy(grid=0, size=64))
+    model = Stage1Model.build(config, backbone=lite0)
+    views = torch.randn(2, 3, 64, 64)
+    with torch.inference_mode():
+        _, expected = model.head_forward(model.features(views).view(2, 1, -1))  # image logits
+    served = ServingModel(model, ServingConfig(mode="eager", path="bulk", dtype="float32", device="cpu"))
+    assert served.setup().mode == "eager"
+    out = served.forward_views(views)
+    assert torch.allclose(out.image_logits, expected, atol=1e-6)
+    blocks = ServingModel(model, ServingConfig(mode="compile", dtype="float32", device="cpu", compile_scope="blocks"))
+    with pytest.raises(ConfigError, match="compile_scope: model"):
+        blocks.setup()
