@@ -45,6 +45,7 @@ from curation.stage1.backbone import (
     DTYPES,
     TINY_RANDOM,
     backbone_features,
+    backbone_label,
     hidden_size_of,
     load_backbone,
 )
@@ -223,7 +224,7 @@ class Stage1Model(nn.Module):
     def __repr__(self) -> str:
         status = "trained" if self.config.trained else "UNTRAINED: random head, predictions are meaningless"
         return (
-            f"Stage1Model(backbone={self.config.backbone!r}, views={self.config.views.num_views}, "
+            f"Stage1Model(backbone={backbone_label(self.backbone, self.config.backbone)!r}, views={self.config.views.num_views}, "
             f"aggregator={self.config.aggregator!r}, version={self.config.version}, {status})"
         )
 
