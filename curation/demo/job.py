@@ -35,6 +35,7 @@ class DemoConfig:
             n_queries=300, query_positive=0.15, query_look_alike=0.3,
         )
     )  # ~1,200 training images: the tiny model learns something (500 left it at chance); the query log is a dashcam-like pool
+    ingest: Any = None  # IngestConfig; None = the demo's: val and calib 15% of NATIX sequences each
     mining_quota: int = 60
     min_hardness: float = 0.5
     orange_queue: int = 60
@@ -71,13 +72,17 @@ def run_demo(settings: Settings, config: DemoConfig = DemoConfig(), *, console: 
     manifest = _step(console, report, "corpus", lambda: write_corpus(corpus_dir, config.corpus))
     console.print(f"{manifest.n_images} images in the real source formats under {corpus_dir}")
 
-    summaries = _step(console, report, "ingest", lambda: ingest_corpus(dataset, corpus_dir, settings=settings, console=console))
+    ingest_config = config.ingest or demo_ingest_config()
+    summaries = _step(
+        console, report, "ingest", lambda: ingest_corpus(dataset, corpus_dir, settings=settings, config=ingest_config, console=console)
+    )
     for summary in summaries:
         print_run(summary)
 
     for name, fn in _loop_steps(settings, dataset, corpus_dir, config, console):
         _step(console, report, name, fn)
 
+    _summarise(settings, report, console)
     console.rule("[bold]where to look")
     status = store.status(dataset)
     console.print(f"{status.total} samples in `{status.name}` ({status.location}).")
@@ -86,6 +91,15 @@ def run_demo(settings: Settings, config: DemoConfig = DemoConfig(), *, console: 
         "failures/false_negatives, hard/latest, labels/orange_candidates; the 'failure browsing' workspace."
     )
     return report
+
+
+def demo_ingest_config() -> Any:
+    """Val and calib get 15% of the NATIX sequences each (default 10%): the demo's sequences hold 3-5
+    frames, so 10% left ~35 sequences per split, too few for a stable threshold and calib verdict."""
+    from curation.ingest import IngestConfig
+    from curation.ingest_rules import SplitConfig
+
+    return IngestConfig(split=SplitConfig(val_fraction=0.15, calib_fraction=0.15))
 
 
 def demo_retrain_config(force: bool = False) -> Any:
@@ -118,6 +132,7 @@ def _loop_steps(settings: Settings, dataset: Any, corpus_dir: Path, config: Demo
     from curation.mining import MiningConfig, mine
     from curation.predict import predict_collection
     from curation.retrain import run_retrain
+    from curation.stage1.backbone import backbone_label
     from curation.synth.generate import synthesize
     from curation.synth.pipeline import GeneratorConfig
     from curation.synth.plan import SynthJob
@@ -130,7 +145,8 @@ def _loop_steps(settings: Settings, dataset: Any, corpus_dir: Path, config: Demo
             console.print(f"first champion {result.version}: {'; '.join(result.reasons)}")
         state["model"] = registry.resolve_model(settings, "champion")
         console.print(repr(state["model"]))
-        return state["model"].config.version
+        model = state["model"]
+        return {"version": model.config.version, "backbone": backbone_label(model.backbone, model.config.backbone)}
 
     def predict() -> int:
         return predict_collection(dataset, state["model"]).n_predicted
@@ -206,6 +222,77 @@ def _loop_steps(settings: Settings, dataset: Any, corpus_dir: Path, config: Demo
         ("champion", champion), ("predict", predict), ("evaluate", evaluate), ("ceiling", ceiling), ("gate", gate), ("mine", mining),
         ("label", label), ("synthesize", synth), ("retrain", retrain),
     ]
+
+
+FLOORS = {"champion_calib_mcc": 0.5, "gate_auroc": 0.7}
+
+
+def demo_summary(report: DemoReport) -> dict[str, Any]:
+    """The demo's measured floors (issue 17) from its steps' results: plain numbers, JSON-ready."""
+    steps = report.steps
+    retrain = steps.get("retrain")
+    comparison = retrain.comparison if retrain is not None else {}
+    champion = comparison.get("champion", {}).get("calib", {})
+    challenger = comparison.get("challenger", {}).get("calib", {})
+    gate = steps.get("gate")
+    ceiling = steps.get("ceiling")
+    ltt = gate.ltt if gate is not None else {}
+
+    def fpr(rows: dict[str, Any]) -> float | None:
+        return rows.get("orange_distractor", {}).get("fpr")
+
+    return {
+        "backbone": (steps.get("champion") or {}).get("backbone"),
+        "champion_calib_mcc": champion.get("overall", {}).get("mcc"),
+        "challenger_calib_mcc": challenger.get("overall", {}).get("mcc"),
+        "gate_auroc": gate.metrics.get("auroc") if gate is not None else None,
+        "ltt_threshold": ltt.get("threshold"),
+        "ltt_coverage": ltt.get("coverage"),
+        "orange_fpr_champion": fpr(champion),
+        "orange_fpr_challenger": fpr(challenger),
+        "promoted": retrain.promoted if retrain is not None else None,
+        "evidence_ceiling": ceiling.share_kept if ceiling is not None else None,
+        "seconds": {name: round(value, 1) for name, value in report.seconds.items()},
+    }
+
+
+def floor_lines(summary: dict[str, Any]) -> list[tuple[str, bool | None]]:
+    """Each floor as (what was measured, met?); None where the step did not produce the number."""
+
+    def at_least(value: float | None, floor: float) -> bool | None:
+        return None if value is None else value >= floor
+
+    before, after = summary["orange_fpr_champion"], summary["orange_fpr_challenger"]
+    coverage = summary["ltt_coverage"]
+    return [
+        (f"champion calib MCC (validator view) {_f(summary['champion_calib_mcc'])} ≥ {FLOORS['champion_calib_mcc']}",
+         at_least(summary["champion_calib_mcc"], FLOORS["champion_calib_mcc"])),
+        (f"failure gate AUROC (out-of-fold, val) {_f(summary['gate_auroc'])} ≥ {FLOORS['gate_auroc']}",
+         at_least(summary["gate_auroc"], FLOORS["gate_auroc"])),
+        (f"Learn-then-Test threshold {summary['ltt_threshold']} with coverage {_f(coverage)} > 0",
+         None if summary["gate_auroc"] is None else bool(summary["ltt_threshold"] is not None and coverage)),
+        (f"challenger lowers orange_distractor FPR on calib: {_f(before)} → {_f(after)}",
+         None if before is None or after is None else after < before),
+    ]
+
+
+def _summarise(settings: Settings, report: DemoReport, console: Console) -> None:
+    """Print the floors and store them in the run record ``<home>/runs/demo/summary.json``."""
+    from curation import registry
+
+    summary = demo_summary(report)
+    console.rule("[bold]summary")
+    console.print(f"backbone: {summary['backbone']}; recommended for real deployments: DINOv3 (models/presets/vith16plus.yaml)")
+    for text, met in floor_lines(summary):
+        mark = "[green]met[/]" if met else "[red]missed[/]" if met is False else "[yellow]not measured[/]"
+        console.print(f"  {mark:>24}  {text}")
+    console.print(
+        f"  ceiling: {_f(summary['evidence_ceiling'])} of positive calib queries keep roadwork after the validator's crop"
+    )
+    path = Path(settings.runs_root) / "demo" / "summary.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    registry.write_json_atomic(path, summary | {"floors": [{"floor": t, "met": m} for t, m in floor_lines(summary)]})
+    console.print(f"run record: {path}")
 
 
 def _f(value: Any) -> str:
