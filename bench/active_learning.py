@@ -200,7 +200,8 @@ def select(strategy: str, p: np.ndarray, threshold: float, risk: np.ndarray | No
 def main() -> None:
     args = parse_args()
     if args.plot_only:
-        print(plot_curves(Path(args.out) / "active_learning.csv", Path(args.out) / "active_learning.png", reach=args.reach))
+        print(plot_curves(Path(args.out) / "active_learning.csv", Path(args.out) / "active_learning.png", reach=args.reach,
+                          backbone=args.backbone))
         return
     torch.set_num_threads(args.threads)
     began = time.perf_counter()
@@ -293,7 +294,7 @@ def main() -> None:
                f"{' '.join(f'{v:.1f}' for v in os.getloadavg())}.\n")
     (out / "active_learning.md").write_text(report)
     print("\n" + report)
-    png = plot_curves(csv_path, out / "active_learning.png", reach=args.reach)
+    png = plot_curves(csv_path, out / "active_learning.png", reach=args.reach, backbone=args.backbone)
     print(f"wrote {csv_path}, {out / 'active_learning.md'}, {png}")
 
 
@@ -370,7 +371,7 @@ def verdict_report(curves: dict[str, np.ndarray], ns: np.ndarray, args, *, picke
     return "\n".join(lines)
 
 
-def plot_curves(csv_path: Path, png_path: Path, *, reach: float = 0.7) -> Path:
+def plot_curves(csv_path: Path, png_path: Path, *, reach: float = 0.7, backbone: str = "") -> Path:
     """Learning curves from the CSV alone: mean ± sd over seeds of test MCC against labels, one line per strategy."""
     import matplotlib
 
@@ -399,7 +400,8 @@ def plot_curves(csv_path: Path, png_path: Path, *, reach: float = 0.7) -> Path:
         ax.axvline(reach * last_n, color="black", ls="--", lw=1, label=f"{reach:.0%} of random's labels ({reach * last_n:.0f})")
     ax.set_xlabel("labelled pool samples")
     ax.set_ylabel("test MCC (threshold: max-MCC on val)")
-    ax.set_title("Active learning on the demo corpus: mining vs uncertainty vs random")
+    ax.set_title("Active learning on the demo corpus: mining vs uncertainty vs random"
+                 + (f"\n(frozen {backbone} backbone, head retrained each round)" if backbone else ""), fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
