@@ -284,8 +284,8 @@ def _summarise(settings: Settings, report: DemoReport, console: Console) -> None
     console.rule("[bold]summary")
     console.print(f"backbone: {summary['backbone']}; recommended for real deployments: DINOv3 (models/presets/vith16plus.yaml)")
     for text, met in floor_lines(summary):
-        mark = "[green]met[/]" if met else "[red]missed[/]" if met is False else "[yellow]not measured[/]"
-        console.print(f"  {mark:>24}  {text}")
+        word, colour = ("met", "green") if met else ("missed", "red") if met is False else ("not measured", "yellow")
+        console.print(f"  [{colour}]{word:>12}[/]  {text}")
     console.print(
         f"  ceiling: {_f(summary['evidence_ceiling'])} of positive calib queries keep roadwork after the validator's crop"
     )
