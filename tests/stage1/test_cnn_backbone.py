@@ -34,9 +34,11 @@ def lite0() -> CnnBackbone:
 
 
 def _bus_tensor(mean, std) -> torch.Tensor:
-    import ultralytics
+    import importlib.util
 
-    path = Path(ultralytics.__file__).parent / "assets" / "bus.jpg"
+    # Located without importing ultralytics: its import patches PIL.Image.open process-wide.
+    package = Path(importlib.util.find_spec("ultralytics").submodule_search_locations[0])
+    path = package / "assets" / "bus.jpg"
     image = Image.open(path).convert("RGB")
     side = min(image.size)
     left, top = (image.width - side) // 2, (image.height - side) // 2
