@@ -46,16 +46,23 @@ PRETRAINED_DEMO_BACKBONE = "efficientnet-lite0"
 PRETRAINED_DEMO_VIEWS = ViewPolicy(grid=0, size=224)
 
 
-def pretrained_demo_recipe() -> tuple[Stage1Config, TrainConfig]:
-    """What ``make demo`` trains: the ImageNet Lite0, frozen, and a linear head on cached features.
+def pretrained_demo_recipe() -> tuple[Stage1Config, TrainConfig, TrainConfig]:
+    """What ``make demo`` trains: the ImageNet Lite0 with its top 3 blocks fine-tuned, then a head.
 
-    The demo corpus's images are validator-sized already, so the global view at 224 is the
-    validator's own resolution; two seeded validator queries per image (levels drawn like the
-    validators) teach the head what a crop or a colour shift does to the evidence.
+    Returns (model config, fine-tuning job, head job). The demo corpus's images are validator-sized
+    already, so the global view at 224 is the validator's own resolution. Measured on the demo's
+    calib in the validator view (225 images): frozen Lite0 + linear head, AUROC 0.65-0.68 and MCC
+    0.24; the top 3 blocks fine-tuned for 3 epochs on validator queries (a new seeded query per
+    epoch, levels drawn like the validators), AUROC 0.85 and MCC 0.51 at val's threshold, in 114 s
+    on 2 cores. The head is then retrained on 2 cached queries per image of the tuned backbone.
     """
     stage1 = Stage1Config(backbone=PRETRAINED_DEMO_BACKBONE, views=PRETRAINED_DEMO_VIEWS, aggregator="max")
+    finetune = TrainConfig(
+        mode="partial", last_n_blocks=3, epochs=3, batch_size=32, lr=3e-3, backbone_lr=1e-3, layer_decay=0.8,
+        weight_decay=1e-4, augmentations=3, class_weights="balanced", warmup_steps=10,
+    )
     head = TrainConfig(mode="head", epochs=60, batch_size=256, lr=3e-3, weight_decay=1e-4, augmentations=2, class_weights="balanced")
-    return stage1, head
+    return stage1, finetune, head
 
 
 def demo_stage1_config() -> Stage1Config:

@@ -33,6 +33,16 @@ def test_floors_met_and_missed():
     json.dumps(summary)  # a run record
 
 
+def test_the_mcc_floor_reads_the_champion_the_demo_ends_with():
+    report = _report(champion_mcc=0.4, auroc=0.8, ltt={"threshold": None}, fpr_before=0.5, fpr_after=0.0)
+    report.steps["retrain"].promoted = True  # the challenger (0.4 + ... = 0.4 in _report) becomes champion
+    report.steps["retrain"].comparison["challenger"]["calib"]["overall"]["mcc"] = 0.55
+    (text, met), *_ = floor_lines(demo_summary(report))
+    assert met and "promoted challenger" in text and "first champion scored 0.400" in text
+    report.steps["retrain"].promoted = False
+    assert floor_lines(demo_summary(report))[0][1] is False
+
+
 def test_ltt_without_threshold_and_missing_steps():
     summary = demo_summary(_report(champion_mcc=0.1, auroc=0.85, ltt={"threshold": None}, fpr_before=0.9, fpr_after=0.8))
     assert [m for _, m in floor_lines(summary)] == [False, True, False, True]
