@@ -51,6 +51,7 @@ import sys
 import tempfile
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -91,6 +92,24 @@ class Row:
     gpu_util: float | None = None
     note: str = ""
     extra: dict = field(default_factory=dict)
+
+
+@contextmanager
+def tf32_off():
+    """True fp32 matmuls and cuDNN convolutions inside the block, for the fp32 references.
+
+    Only flags that are on are switched off and back: assigning allow_tf32 moves torch's
+    fp32_precision from "none" to "ieee" for good, which is part of inductor's cache keys (the
+    artefacts saved afterwards then missed in every later process).
+    """
+    switched = [flags for flags in (torch.backends.cuda.matmul, torch.backends.cudnn) if flags.allow_tf32]
+    for flags in switched:
+        flags.allow_tf32 = False
+    try:
+        yield
+    finally:
+        for flags in switched:
+            flags.allow_tf32 = True
 
 
 class Bench:
@@ -227,13 +246,7 @@ class Bench:
         """Eager float32 outputs of the same weights (same seed, built in float32 and not rounded)
         on the same views (the bf16 views upcast), true fp32 matmuls (TF32 off): what the
         issue's |Δp| of bf16 and FP8 is measured against."""
-        # Only flags that are on are switched off and back: assigning allow_tf32 moves torch's
-        # fp32_precision from "none" to "ieee" for good, which is part of inductor's cache keys
-        # (the artefacts saved afterwards then missed in every later process).
-        switched = [flags for flags in (torch.backends.cuda.matmul, torch.backends.cudnn) if flags.allow_tf32]
-        for flags in switched:
-            flags.allow_tf32 = False
-        try:
+        with tf32_off():
             backbone = random_backbone(preset, seed=0, device=self.device, dtype="float32")
             config = Stage1Config(
                 backbone=preset.name, views=self.policy, dtype="float32", max_batch=self.args.bulk_images * self.policy.num_views
@@ -245,16 +258,10 @@ class Bench:
             out = model.forward_views(views.float())
             self.sync()
             return out
-        finally:
-            for flags in switched:
-                flags.allow_tf32 = True
 
-    def platform_row(
-        self, name: str, preset: str, query, bulk, views, refs: dict[str, Stage1Output], flops: float
-    ) -> tuple[Row, Stage1Output]:
-        """Latency (query), throughput (bulk) and errors of ``bulk``'s outputs on ``views``: the
-        row's columns against the fp32 reference, ``extra`` against every reference in ``refs``."""
-        row = Row(preset, name)
+    def measure_paths(self, row: Row, query, bulk, views: torch.Tensor) -> Stage1Output:
+        """Fill ``row``'s latency (``query`` path, from the host image and from views on the GPU)
+        and throughput (``bulk`` path); returns ``bulk``'s outputs on ``views`` for the error columns."""
         image = self.query_image
         row.p50_ms, row.p99_ms = self.latencies(lambda: query.forward_images([image]))
         # The same query from views already on the GPU: the step alone, without the image's
@@ -262,7 +269,15 @@ class Bench:
         one = views[: self.policy.num_views]
         row.extra["p50_ms_views_on_gpu"], row.extra["p99_ms_views_on_gpu"] = self.latencies(lambda: query.forward_views(one))
         row.img_s = self.throughput(lambda: bulk.forward_views(views), self.args.bulk_images)
-        out = bulk.forward_views(views)
+        return bulk.forward_views(views)
+
+    def platform_row(
+        self, name: str, preset: str, query, bulk, views, refs: dict[str, Stage1Output], flops: float
+    ) -> tuple[Row, Stage1Output]:
+        """Latency (query), throughput (bulk) and errors of ``bulk``'s outputs on ``views``: the
+        row's columns against the fp32 reference, ``extra`` against every reference in ``refs``."""
+        row = Row(preset, name)
+        out = self.measure_paths(row, query, bulk, views)
         for label, ref in refs.items():
             feat_err, dp = errors(out, ref)
             row.extra[f"feat_rel_err_vs_{label}"], row.extra[f"max_dp_vs_{label}"] = feat_err, dp

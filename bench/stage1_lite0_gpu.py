@@ -42,7 +42,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.stage1_gpu import HEADER, Bench, Row, _format, errors  # noqa: E402
+from bench.stage1_gpu import HEADER, Bench, Row, _format, errors, tf32_off  # noqa: E402
 from curation.stage1.model import Stage1Config, Stage1Model, Stage1Output  # noqa: E402
 from curation.stage1.serving import ServingModel  # noqa: E402
 from curation.stage1.serving_config import ServingConfig  # noqa: E402
@@ -75,17 +75,11 @@ class Lite0Bench(Bench):
 
     def reference(self, base: Stage1Model, views: torch.Tensor) -> Stage1Output:
         """Eager float32 with TF32 off (matmuls and cuDNN convolutions), on ``views`` upcast."""
-        switched = [flags for flags in (torch.backends.cuda.matmul, torch.backends.cudnn) if flags.allow_tf32]
-        for flags in switched:
-            flags.allow_tf32 = False
-        try:
+        with tf32_off():
             model = ServingModel(base, ServingConfig(mode="eager", path="bulk", dtype="float32", device=str(self.device)))
             out = model.forward_views(views.float())
             self.sync()
             return out
-        finally:
-            for flags in switched:
-                flags.allow_tf32 = True
 
     def run_mode(self, base: Stage1Model, dtype: str, mode: str, views: torch.Tensor, ref: Stage1Output) -> None:
         torch._dynamo.reset()  # each ServingModel compiles its own bound _step: keep under the recompile limit
@@ -100,12 +94,7 @@ class Lite0Bench(Bench):
         bulk.setup()
         setup_s = time.perf_counter() - t0
         row = Row(f"lite0-{_short(dtype)}", mode, compile_s=setup_s if mode != "eager" else None)
-        image = self.query_image
-        row.p50_ms, row.p99_ms = self.latencies(lambda: query.forward_images([image]))
-        one = views[: self.policy.num_views]
-        row.extra["p50_ms_views_on_gpu"], row.extra["p99_ms_views_on_gpu"] = self.latencies(lambda: query.forward_views(one))
-        row.img_s = self.throughput(lambda: bulk.forward_views(views), self.args.bulk_images)
-        out = bulk.forward_views(views)
+        out = self.measure_paths(row, query, bulk, views)
         row.feat_rel_err, row.max_dp = errors(out, ref)
         row.peak_gib = self.peak_gib()
         row.extra.update(
