@@ -164,32 +164,32 @@ def build_cnn_backbone(preset: CnnPreset, *, seed: int = 0, load_weights: bool =
         ConfigError: timm does not know ``timm_model``.
         InputError: the weights file cannot be found or does not fit the architecture.
     """
+    return CnnBackbone(preset, _timm_network(preset, seed=seed, load_weights=load_weights)).eval()
+
+
+def imagenet_classifier(preset: CnnPreset) -> nn.Module:
+    """The full pretrained network with its ImageNet classifier (proves the weights are real)."""
+    if not preset.weights:
+        raise ConfigError(f"Preset `{preset.name}` names no pretrained `weights`.")
+    return _timm_network(preset, seed=0, load_weights=True).eval()
+
+
+def _timm_network(preset: CnnPreset, *, seed: int, load_weights: bool) -> nn.Module:
+    """timm's network for the preset, classifier included, with the preset's weights loaded exactly."""
     import timm
 
     if preset.timm_model not in timm.list_models():
         raise ConfigError(f"Preset `{preset.name}`: timm has no model `{preset.timm_model}`.")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        trunk = timm.create_model(preset.timm_model, pretrained=False, num_classes=1000)
+        network = timm.create_model(preset.timm_model, pretrained=False, num_classes=1000)
     if load_weights and preset.weights:
         path = resolve_weights(preset.weights)
         state = read_state_dict(path)
         if preset.key_map == "lukemelas":
-            state = lukemelas_to_timm(state, [len(stage) for stage in trunk.blocks])
-        _load_exact(trunk, state, path)
-    return CnnBackbone(preset, trunk).eval()
-
-
-def imagenet_classifier(preset: CnnPreset) -> nn.Module:
-    """The full pretrained network with its ImageNet classifier (proves the weights are real)."""
-    import timm
-
-    trunk = timm.create_model(preset.timm_model, pretrained=False, num_classes=1000)
-    state = read_state_dict(resolve_weights(preset.weights or ""))
-    if preset.key_map == "lukemelas":
-        state = lukemelas_to_timm(state, [len(stage) for stage in trunk.blocks])
-    _load_exact(trunk, state, Path(str(preset.weights)))
-    return trunk.eval()
+            state = lukemelas_to_timm(state, [len(stage) for stage in network.blocks])
+        _load_exact(network, state, path)
+    return network
 
 
 def resolve_weights(spec: str) -> Path:
@@ -295,17 +295,10 @@ def is_cnn_backbone_dir(path: Path) -> bool:
 
 def load_cnn_backbone(directory: str | Path) -> CnnBackbone:
     """Load a trunk written by :meth:`CnnBackbone.save_pretrained` (safetensors only)."""
-    from safetensors.torch import load_file
-
     directory = Path(directory)
     record = json.loads((directory / CONFIG_FILE).read_text())
     if record.get("format") != FORMAT:
         raise ConfigError(f"{directory / CONFIG_FILE}: format {record.get('format')!r} is not {FORMAT!r}.")
-    values = dict(record["preset"])
-    values["mean"], values["std"] = tuple(values["mean"]), tuple(values["std"])
-    backbone = build_cnn_backbone(CnnPreset(**values), load_weights=False)
-    state = load_file(str(directory / WEIGHTS_FILE))
-    missing, unexpected = backbone.load_state_dict(state, strict=False)
-    if missing or unexpected:
-        raise ConfigError(f"{directory / WEIGHTS_FILE} does not match {values['timm_model']}: missing {missing[:3]}, unexpected {unexpected[:3]}.")
+    backbone = build_cnn_backbone(CnnPreset(**record["preset"]), load_weights=False)
+    _load_exact(backbone, read_state_dict(directory / WEIGHTS_FILE), directory / WEIGHTS_FILE)
     return backbone.eval()
