@@ -47,6 +47,25 @@ def dataset(settings: Settings):
         ds.delete()
 
 
+@pytest.fixture
+def cli_env(settings: Settings, monkeypatch):
+    """The CLI pointed at the test's dataset and home through its environment variables."""
+    import fiftyone as fo
+
+    from curation import store
+
+    monkeypatch.setenv("CURATION_DATASET_NAME", settings.dataset_name)
+    monkeypatch.setenv("CURATION_HOME", str(settings.home))
+    monkeypatch.delenv("CURATION_SETTINGS", raising=False)
+    # Start the database outside CliRunner: its captured stdout has no file descriptor for the
+    # mongod service subprocess.
+    store.connect(settings)
+    fo.list_datasets()
+    yield settings
+    if fo.dataset_exists(settings.dataset_name):
+        fo.delete_dataset(settings.dataset_name)
+
+
 @pytest.fixture(scope="session")
 def artifacts_dir() -> Path:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)

@@ -12,7 +12,6 @@ from _ingest_fixtures import natix_row, write_parquet
 from typer.testing import CliRunner
 
 import curation.cli_ingest  # noqa: F401 - registers the command
-from curation import store
 from curation.cli import app
 
 REPO = Path(__file__).resolve().parent.parent
@@ -20,20 +19,6 @@ REPO = Path(__file__).resolve().parent.parent
 
 def out(result) -> str:
     return " ".join(result.output.split())
-
-
-@pytest.fixture
-def cli_env(settings, monkeypatch):
-    monkeypatch.setenv("CURATION_DATASET_NAME", settings.dataset_name)
-    monkeypatch.setenv("CURATION_HOME", str(settings.home))
-    monkeypatch.delenv("CURATION_SETTINGS", raising=False)
-    store.connect(settings)  # start the database outside CliRunner (its stdout has no descriptor)
-    import fiftyone as fo
-
-    fo.list_datasets()
-    yield settings
-    if fo.dataset_exists(settings.dataset_name):
-        fo.delete_dataset(settings.dataset_name)
 
 
 def _truncated(path: Path) -> None:

@@ -19,23 +19,6 @@ def out(result) -> str:
     return " ".join(result.output.split())
 
 
-@pytest.fixture
-def cli_env(settings, monkeypatch):
-    monkeypatch.setenv("CURATION_DATASET_NAME", settings.dataset_name)
-    monkeypatch.setenv("CURATION_HOME", str(settings.home))
-    monkeypatch.delenv("CURATION_SETTINGS", raising=False)
-    # Start the database outside CliRunner: its captured stdout has no file descriptor for the
-    # mongod service subprocess.
-    store.connect(settings)
-    import fiftyone as fo
-
-    fo.list_datasets()
-    yield settings
-
-    if fo.dataset_exists(settings.dataset_name):
-        fo.delete_dataset(settings.dataset_name)
-
-
 def test_cli_ingest_natix_prints_summary(cli_env, tmp_path):
     rows = [natix_row(i, vid=f"v{i}") for i in range(6)]
     rows[2]["label"] = 7
