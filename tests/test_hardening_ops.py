@@ -107,21 +107,26 @@ def test_item08_curation_locks_lists_and_clears(settings, monkeypatch):
 
 
 # Item 6: a killed predict's staging ------------------------------------------------------------
-def test_item06_killed_predict_staging_is_not_promoted_by_the_next_run(dataset, tmp_path, monkeypatch):
+def _add_random_jpegs(dataset, folder, *, n: int, seed: int) -> None:
+    """``n`` random 128×96 JPEGs in ``folder``, added to ``dataset`` as samples."""
     import fiftyone as fo
     import numpy as np
     from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    paths = [folder / f"img{i}.jpg" for i in range(n)]
+    for path in paths:
+        Image.fromarray(rng.integers(0, 255, (96, 128, 3), dtype=np.uint8)).save(path)
+    dataset.add_samples([fo.Sample(filepath=str(p)) for p in paths])
+
+
+def test_item06_killed_predict_staging_is_not_promoted_by_the_next_run(dataset, tmp_path, monkeypatch):
 
     from curation import predict as predict_mod
     from curation.stage1.backbone import tiny_random_backbone
     from curation.stage1.model import Stage1Config, Stage1Model
 
-    rng = np.random.default_rng(0)
-    paths = []
-    for i in range(6):
-        paths.append(tmp_path / f"img{i}.jpg")
-        Image.fromarray(rng.integers(0, 255, (96, 128, 3), dtype=np.uint8)).save(paths[-1])
-    dataset.add_samples([fo.Sample(filepath=str(p)) for p in paths])
+    _add_random_jpegs(dataset, tmp_path, n=6, seed=0)
     backbone = tiny_random_backbone(seed=0)
     first = Stage1Model.build(Stage1Config(version="1.0.0"), backbone=backbone, seed=0)
     predict_mod.predict_collection(dataset, first, batch_size=2, progress=False)
@@ -336,21 +341,13 @@ def test_item01_status_refuses_another_homes_database_service(tmp_path):
 
 
 def test_item06_predict_killed_while_promoting_is_finished_by_the_next_run(dataset, tmp_path, monkeypatch):
-    import fiftyone as fo
-    import numpy as np
-    from PIL import Image
 
     from curation import predict as predict_mod
     from curation import store
     from curation.stage1.backbone import tiny_random_backbone
     from curation.stage1.model import Stage1Config, Stage1Model
 
-    rng = np.random.default_rng(1)
-    paths = []
-    for i in range(4):
-        paths.append(tmp_path / f"img{i}.jpg")
-        Image.fromarray(rng.integers(0, 255, (96, 128, 3), dtype=np.uint8)).save(paths[-1])
-    dataset.add_samples([fo.Sample(filepath=str(p)) for p in paths])
+    _add_random_jpegs(dataset, tmp_path, n=4, seed=1)
     backbone = tiny_random_backbone(seed=0)
     model = Stage1Model.build(Stage1Config(version="3.0.0"), backbone=backbone, seed=3)
 
