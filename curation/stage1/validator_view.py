@@ -93,15 +93,11 @@ def _square_crop(rng: random.Random, width: int, height: int) -> tuple[int, int,
 def apply_recipe(image: Image.Image, recipe: QueryRecipe, *, quality: int = 75) -> Image.Image:
     """Apply a recipe and the validators' JPEG round trip; returns a 224×224 RGB image."""
     image = image.convert("RGB")
-    width, height = image.size
-    if recipe.level == 0:
-        side = min(width, height)
-        left, top = (width - side) // 2, (height - side) // 2
-        image = image.crop((left, top, left + side, top + side)).resize((QUERY_SIZE, QUERY_SIZE), Image.BILINEAR)
-    else:
-        image = image.rotate(recipe.angle, resample=Image.BILINEAR, expand=False)
-        left, top, side = recipe.crop
-        image = image.crop((left, top, left + side, top + side)).resize((QUERY_SIZE, QUERY_SIZE), Image.BILINEAR)
+    if recipe.level:
+        image = image.rotate(recipe.angle, resample=Image.BILINEAR, expand=False)  # same size
+    left, top, side = crop_square(recipe, *image.size)
+    image = image.crop((left, top, left + side, top + side)).resize((QUERY_SIZE, QUERY_SIZE), Image.BILINEAR)
+    if recipe.level:
         if recipe.hflip:
             image = image.transpose(Image.FLIP_LEFT_RIGHT)
         if recipe.vflip:
