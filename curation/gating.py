@@ -116,7 +116,7 @@ def fit_gate_arrays(
     delta: float = 0.1,
     n_splits: int = 5,
 ) -> FittedGate:
-    """Pure: gate fit on val, out-of-fold val metrics, Learn-then-Test on calib."""
+    """Pure: gate fit on val, out-of-fold val metrics, Learn-then-Test on calib (grid and start planned on val)."""
     group_ids = [g or str(i) for i, g in enumerate(groups_val)]
     n_wrong = int((~correct_val.astype(bool)).sum())
     # Folds need every class (right/wrong) and distinct sequence groups in each.
@@ -137,9 +137,11 @@ def fit_gate_arrays(
     )
     fitted = gate.fit_gate(x_val, correct_val, feature_names=names, config=config)
     if len(correct_cal):
+        grid = risk.threshold_grid(fitted.predict_risk(x_val, feature_names=names))
+        start = risk.planned_start(grid, oof.probability, correct_val, n_calib=len(correct_cal), alpha=alpha)
         ltt = risk.learn_then_test(
             fitted.predict_risk(x_cal, feature_names=names), correct_cal, alpha=alpha, delta=delta,
-            thresholds=risk.threshold_grid(fitted.predict_risk(x_val, feature_names=names)), n_starts=1,
+            thresholds=grid[start:], n_starts=1,
         ).to_dict()
     else:
         ltt = {"threshold": None, "reason": "no labelled, predicted calib samples"}

@@ -15,6 +15,7 @@ from curation.stage1.risk import (
     fixed_sequence_test,
     learn_then_test,
     route,
+    planned_start,
     threshold_grid,
 )
 
@@ -173,6 +174,34 @@ def test_violation_rate_stays_below_delta_over_resampled_calib_sets(world):
     assert np.median(chosen[certified]) > 0.6 * oracle
     # while "the largest λ with calib error ≤ α" misses the target about half the time
     assert np.mean(true_risk(naive) > ALPHA) > 0.3
+
+
+@pytest.mark.parametrize("val_seed", [100, 101, 102])
+def test_a_start_planned_on_val_certifies_small_calib_sets_the_plain_walk_cannot(val_seed):
+    # The demo's size: 225 calib samples. From 5 % coverage (~11 accepted) even zero errors give
+    # p = 0.9 ** 11 = 0.31 > δ, so the plain walk almost never starts; planned on an independent
+    # val draw, the start keeps the guarantee and certifies nearly every time.
+    rng = np.random.default_rng(val_seed)
+    val_risk = gate_world(rng, (300,))
+    val_correct = rng.uniform(size=300) >= val_risk
+    grid = threshold_grid(val_risk)
+    start = planned_start(grid, val_risk, val_correct, n_calib=225, alpha=ALPHA)
+    assert start > 0
+    n_reps = 1000
+    plain, _ = simulate_ltt(gate_world, grid, n_starts=1, n_reps=n_reps, n_calib=225, seed=11)
+    planned, _ = simulate_ltt(gate_world, grid[start:], n_starts=1, n_reps=n_reps, n_calib=225, seed=11)
+    assert np.isfinite(plain).mean() < 0.1
+    certified = np.isfinite(planned)
+    assert certified.mean() > 0.9
+    violation_rate = np.mean(certified & (gate_true_risk(np.where(certified, planned, 0.0)) > ALPHA))
+    assert violation_rate <= DELTA + 3 * np.sqrt(DELTA * (1 - DELTA) / n_reps)
+
+
+def test_planned_start_bad_inputs_name_the_argument():
+    with pytest.raises(InputError, match="reference"):
+        planned_start([0.1], [], [], n_calib=10, alpha=0.1)
+    with pytest.raises(InputError, match="n_calib"):
+        planned_start([0.1], [0.1], [True], n_calib=0, alpha=0.1)
 
 
 def test_batched_simulation_agrees_with_learn_then_test():
