@@ -220,11 +220,31 @@ def _evidence_views(views: Any) -> list[list[float]]:
     return [list(d.bounding_box) for d in sorted(boxes, key=lambda d: -(d.confidence or 0.0))]
 
 
+def model_routing(collection: foc.SampleCollection, routing: RoutingConfig | None = None) -> RoutingConfig:
+    """``routing`` (default: the defaults) at the threshold Stage-1 labelled ``collection`` with.
+
+    The threshold belongs to the model (calibrated when it was registered, stored with every
+    prediction as ``stage1.threshold``), so the cascade's Stage-1 answer is ``stage1.label``.
+    Predictions made at different thresholds cannot share one cascade run.
+    """
+    thresholds = sorted(t for t in collection.exists("stage1").distinct("stage1.threshold") if t is not None)
+    if not thresholds:
+        raise InputError("No sample has a Stage-1 prediction with its threshold (`stage1.threshold`); run `curation predict` first.")
+    if len(thresholds) > 1:
+        versions = sorted(v for v in collection.exists("stage1").distinct("model_version") if v)
+        raise InputError(
+            f"These samples were predicted at {len(thresholds)} different thresholds ({', '.join(f'{t:.4f}' for t in thresholds)}; "
+            f"model versions {', '.join(versions) or 'unknown'}): run Stage-2 on one model's predictions "
+            "(re-predict with the champion, or pick the samples with --split / --saved-view)."
+        )
+    return (routing or RoutingConfig()).at_threshold(thresholds[0])
+
+
 def run_stage2(
     collection: foc.SampleCollection,
     *,
     backend: OcrBackend | None = None,
-    routing: RoutingConfig = RoutingConfig(),
+    routing: RoutingConfig | None = None,
     keywords: KeywordConfig | None = None,
     detector: DetectorConfig | None = None,
     read: ReadConfig | None = None,
@@ -238,7 +258,8 @@ def run_stage2(
     Args:
         collection: the target; only samples with ``stage1`` take part.
         backend: an OCR backend (default: PP-OCRv4 via rapidocr, loaded on first read).
-        routing: cascade thresholds; ``r_accept`` picks the risky samples.
+        routing: cascade thresholds; ``r_accept`` picks the risky samples. Default: the defaults
+            at the predicting model's threshold (:func:`model_routing`); a given config is used as is.
         keywords: vocabulary and the multi-keyword rule.
         detector: how ``primitive_proposals`` become evidence (used when the field is set).
         read: whole image vs views and upscaling (``views=False`` forces ``max_views=0``).
@@ -263,6 +284,7 @@ def run_stage2(
     read_cfg = read or ReadConfig()
     if not views:
         read_cfg = dataclasses.replace(read_cfg, max_views=0, whole_image=True)
+    routing = routing or model_routing(collection)
     dataset = collection._root_dataset
     store.declare_schema(dataset, [s for s in schema.FIELDS if s.name in STAGE2_FIELDS])
 

@@ -19,7 +19,7 @@ def evidence_command(
     views: Annotated[bool, typer.Option("--views/--no-views", help="Also read Stage-1's evidence views.")] = True,
     r_accept: Annotated[float, typer.Option(min=0.0, max=1.0, help="Accept Stage-1 below this failure risk.")] = 0.2,
     default: Annotated[str, typer.Option(help="Deferred samples: 'recall' or 'balanced'.")] = "recall",
-    threshold: Annotated[float, typer.Option(min=0.0, max=1.0, help="Stage-1's decision threshold on p_roadwork.")] = 0.5,
+    threshold: Annotated[float | None, typer.Option(min=0.0, max=1.0, help="Override Stage-1's decision threshold (default: the predicting model's calibrated one, stage1.threshold).")] = None,
     backend: Annotated[str, typer.Option(help="OCR backend: rapidocr or easyocr.")] = "rapidocr",
     batch_size: Annotated[int, typer.Option(min=1, help="Samples per bulk write.")] = 16,
     evaluate: Annotated[bool, typer.Option("--evaluate/--no-evaluate", help="Compare with Stage-1 alone on labelled samples.")] = True,
@@ -32,15 +32,15 @@ def evidence_command(
     from rich.table import Table
 
     from curation import store
-    from curation.cascade import evaluate_cascade, run_stage2
+    from curation.cascade import evaluate_cascade, model_routing, run_stage2
     from curation.cli_stage1 import _target
     from curation.evidence import RoutingConfig, make_backend
 
     settings = load_settings(settings_file)
     dataset = store.open_dataset(settings, create=False)
-    routing = RoutingConfig(r_accept=r_accept, default=default, threshold=threshold,  # type: ignore[arg-type]
-                            recall_threshold=min(RoutingConfig().recall_threshold, threshold))
     target = _target(dataset, split, saved_view)
+    routing = RoutingConfig(r_accept=r_accept, default=default)  # type: ignore[arg-type]
+    routing = model_routing(target, routing) if threshold is None else routing.at_threshold(threshold)
     report = run_stage2(target, backend=make_backend(backend), routing=routing, risky_only=not all_samples, views=views, batch_size=batch_size)
     stages = ", ".join(f"{k} {v}" for k, v in sorted(report.stages.items()))
     console.print(

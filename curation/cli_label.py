@@ -147,7 +147,7 @@ def sam_boxes_command(
     if config_file:
         config = SamBoxesConfig.from_yaml(config_file, **overrides)
     else:
-        from curation.config import from_mapping
+        from curation.typed_config import from_mapping
 
         config = from_mapping(SamBoxesConfig, {k: v for k, v in overrides.items() if v is not None}, source="command line")
     if config.backend == "segment_anything" and config.checkpoint is None:

@@ -14,22 +14,17 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import types
-import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-import yaml
-
-from curation.errors import ConfigError, suggest
+from curation.errors import ConfigError
 from curation.stage1.serving_config import ServingConfig
+from curation.typed_config import from_mapping, read_yaml_mapping
 
 ENV_PREFIX = "CURATION_"
 SETTINGS_FILE_ENV = "CURATION_SETTINGS"
-
-T = TypeVar("T")
 
 
 def _default_home() -> Path:
@@ -126,12 +121,7 @@ class Settings:
         path = path or env.get(SETTINGS_FILE_ENV)
         if path:
             path = Path(path)
-            if not path.is_file():
-                raise ConfigError(f"Settings file {path} does not exist.")
-            loaded = yaml.safe_load(path.read_text()) or {}
-            if not isinstance(loaded, dict):
-                raise ConfigError(f"Settings file {path} must hold a mapping, got {type(loaded).__name__}.")
-            values.update(loaded)
+            values.update(read_yaml_mapping(path, what="Settings file"))
         if env.get("FIFTYONE_DATABASE_URI"):
             values["database_uri"] = env["FIFTYONE_DATABASE_URI"]
         for f in fields(cls):
@@ -144,62 +134,3 @@ class Settings:
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
-
-
-def from_mapping(cls: type[T], values: Mapping[str, Any], *, source: str) -> T:
-    """Build dataclass ``cls`` from a mapping, rejecting unknown keys with the nearest valid one.
-
-    Values are coerced to the annotated scalar types (str, int, float, bool, Path) so YAML and
-    environment strings both work; nested dataclasses are built recursively.
-    """
-    if not isinstance(values, Mapping):
-        raise ConfigError(f"{source} must be a mapping for {cls.__name__}; got {type(values).__name__}.")
-    hints = typing.get_type_hints(cls)
-    known = [f.name for f in fields(cls)]  # type: ignore[arg-type]
-    unknown = [k for k in values if k not in known]
-    if unknown:
-        key = unknown[0]
-        raise ConfigError(
-            f"Unknown key `{key}` in {source} for {cls.__name__}.{suggest(key, known)} "
-            f"Allowed: {', '.join(sorted(known))}."
-        )
-    kwargs = {k: _coerce(hints[k], v, f"{source}: `{k}`") for k, v in values.items()}
-    try:
-        return cls(**kwargs)
-    except TypeError as e:  # missing required field
-        raise ConfigError(f"{source}: {e}") from None
-
-
-def _coerce(annotation: Any, value: Any, where: str) -> Any:
-    if value is None:
-        return None
-    options = typing.get_args(annotation) if isinstance(annotation, types.UnionType) else (annotation,)
-    target = next((t for t in options if t is not type(None)), annotation)
-    if dataclasses.is_dataclass(target) and isinstance(value, str | Mapping):
-        if isinstance(value, str):  # an environment variable holds the section as YAML
-            try:
-                value = yaml.safe_load(value)
-            except yaml.YAMLError as e:
-                raise ConfigError(f"{where} is not valid YAML ({e}).") from None
-            if value is None:  # `export CURATION_X=` or `null` switches an optional section off
-                return None
-        return from_mapping(target, value, source=where)  # type: ignore[arg-type]
-    if typing.get_origin(target) is tuple and isinstance(value, list):
-        return tuple(value)
-    name = getattr(target, "__name__", str(target))
-    try:
-        if target is bool:
-            if isinstance(value, str):
-                if value.lower() not in {"1", "0", "true", "false", "yes", "no"}:
-                    raise ValueError(value)
-                return value.lower() in {"1", "true", "yes"}
-            return bool(value)
-        if target is int and not isinstance(value, bool):
-            if isinstance(value, float) and not value.is_integer():
-                raise ValueError(value)
-            return int(value)
-        if target in (float, str, Path):
-            return Path(str(value)).expanduser() if target is Path else target(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{where} must be {name}; got {value!r}.") from None
-    return value

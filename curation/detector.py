@@ -33,11 +33,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import PIL.Image
-import yaml
 
 from curation import schema, store
-from curation.config import from_mapping
 from curation.errors import ConfigError, InputError, suggest
+from curation.typed_config import from_mapping, read_yaml_mapping
 
 if TYPE_CHECKING:
     import fiftyone.core.collections as foc
@@ -134,12 +133,7 @@ class DetectorConfig:
     @classmethod
     def from_yaml(cls, path: str | Path, **overrides: Any) -> DetectorConfig:
         """Read a detector config (``models/detector/*.yaml``); keyword overrides win over the file."""
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"Detector config {path} does not exist.")
-        values = yaml.safe_load(path.read_text()) or {}
-        if not isinstance(values, dict):
-            raise ConfigError(f"Detector config {path} must hold a mapping, got {type(values).__name__}.")
+        values = read_yaml_mapping(path, what="Detector config")
         values.update({k: v for k, v in overrides.items() if v is not None})
         return from_mapping(cls, values, source=str(path))
 

@@ -31,10 +31,8 @@ from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import yaml
-
 from curation import store
-from curation.config import Settings, from_mapping
+from curation.config import Settings
 from curation.errors import ConfigError, InputError, suggest
 from curation.ingest_rules import (
     MANAGED_FIELDS,
@@ -50,6 +48,7 @@ from curation.media import MISSING, UNREADABLE, DecodedImage, ImageRejected, Med
 from curation.schema import TAG_LABEL_CONFLICT, TAG_LEAK, Source, Split
 from curation.slices import SliceConfig, slice_counts
 from curation.sources.common import Importer, Reject, SourceRecord
+from curation.typed_config import from_mapping, read_yaml_mapping
 
 if TYPE_CHECKING:
     import fiftyone as fo
@@ -92,13 +91,7 @@ class IngestConfig:
         """Read a YAML file (keys as the attributes; nested mappings for split/media/slices)."""
         if path is None:
             return cls()
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"Ingest config {path} does not exist.")
-        doc = yaml.safe_load(path.read_text()) or {}
-        if not isinstance(doc, dict):
-            raise ConfigError(f"Ingest config {path} must hold a mapping.")
-        return ingest_config_from_mapping(doc, source=str(path))
+        return ingest_config_from_mapping(read_yaml_mapping(path, what="Ingest config"), source=str(path))
 
 
 def ingest_config_from_mapping(doc: dict[str, Any], *, source: str) -> IngestConfig:

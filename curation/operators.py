@@ -196,10 +196,10 @@ def sam_boxes_target(collection: foc.SampleCollection, *, config_path: str, on_p
 
 def synthesize_target(collection: foc.SampleCollection, *, params: Mapping[str, Any], model: str = "tiny-random") -> dict[str, Any]:
     """SDXL synthesis with the job's parameters (see :class:`curation.synth.plan.SynthJob`)."""
-    from curation.config import from_mapping
     from curation.synth.generate import synthesize
     from curation.synth.pipeline import GeneratorConfig
     from curation.synth.plan import SynthJob
+    from curation.typed_config import from_mapping
 
     job = from_mapping(SynthJob, dict(params), source="operator params")
     report = synthesize(collection, job, settings=Settings.load(), pipelines=GeneratorConfig(model=model), progress=False)
@@ -220,10 +220,10 @@ def evidence_target(
 ) -> dict[str, Any]:
     """Stage-2 evidence (OCR + detector proposals) and the cascade decision; evaluates the cascade
     against Stage-1 alone when labelled samples exist (plot under ``<runs>/cascade/<run id>``)."""
-    from curation.cascade import evaluate_cascade, run_stage2
+    from curation.cascade import evaluate_cascade, model_routing, run_stage2
     from curation.evidence import RoutingConfig, make_backend
 
-    routing = RoutingConfig(r_accept=r_accept, default=default)  # type: ignore[arg-type]
+    routing = model_routing(collection, RoutingConfig(r_accept=r_accept, default=default))  # type: ignore[arg-type]
     report = run_stage2(
         collection, backend=make_backend(backend), routing=routing, risky_only=risky_only, views=views,
         batch_size=batch_size, progress=on_progress,

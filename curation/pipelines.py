@@ -12,14 +12,13 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from curation import store
-from curation.config import Settings, from_mapping
+from curation.config import Settings
 from curation.errors import ConfigError, suggest
 from curation.mining import MiningConfig
 from curation.schema import Split
 from curation.stage1.gate import GateConfig
+from curation.typed_config import from_mapping, read_yaml_mapping
 
 
 @dataclass(frozen=True)
@@ -124,8 +123,8 @@ def resolve_pipeline(path: Path) -> Path:
 def load_pipeline(path: Path) -> tuple[str, Any]:
     """Parse a pipeline YAML into (job name, typed config); see :func:`resolve_pipeline` for ``path``."""
     path = resolve_pipeline(path)
-    raw = yaml.safe_load(path.read_text()) or {}
-    if not isinstance(raw, dict) or "job" not in raw:
+    raw = read_yaml_mapping(path, what="Pipeline file")
+    if "job" not in raw:
         raise ConfigError(f"{path} must be a mapping with a `job` key (one of {sorted(JOBS)}).")
     job = raw.pop("job")
     if job not in JOBS:

@@ -32,11 +32,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import yaml
 
 from curation import schema, store
-from curation.config import from_mapping
 from curation.errors import ConfigError, InputError, suggest
+from curation.typed_config import from_mapping, read_yaml_mapping
 
 if TYPE_CHECKING:
     import fiftyone.core.collections as foc
@@ -191,12 +190,7 @@ class SamBoxesConfig:
     @classmethod
     def from_yaml(cls, path: str | Path, **overrides: Any) -> SamBoxesConfig:
         """Read a SAM config (``models/sam/*.yaml``); keyword overrides (not None) win over the file."""
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"SAM config {path} does not exist.")
-        values = yaml.safe_load(path.read_text()) or {}
-        if not isinstance(values, dict):
-            raise ConfigError(f"SAM config {path} must hold a mapping, got {type(values).__name__}.")
+        values = read_yaml_mapping(path, what="SAM config")
         values.update({k: v for k, v in overrides.items() if v is not None})
         return from_mapping(cls, values, source=str(path))
 

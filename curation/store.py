@@ -14,9 +14,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from curation import schema
-from curation.config import Settings, from_mapping
+from curation.config import Settings
 from curation.errors import CurationError, SchemaError
 from curation.slices import SliceConfig
+from curation.typed_config import from_mapping
 
 if TYPE_CHECKING:
     import fiftyone as fo

@@ -21,6 +21,7 @@ from curation import operators as cops
 from curation.cascade import evaluate_cascade, keyword_view, run_stage2
 from curation.demo.scene import render_scene as render_demo
 from curation.demo.scene import sample_spec, view
+from curation.errors import InputError
 from curation.evidence import RapidOcrBackend, ReadConfig, RoutingConfig
 from curation.evidence.signs import SignSpec, render_scene
 from curation.predict import predict_collection
@@ -166,6 +167,53 @@ def test_cli_evidence_reports_stages_and_the_comparison(scenes, settings, monkey
     assert dataset.exists("cascade").count() == 4 and dataset.exists("ocr_text").count() == 0
     bad = CliRunner().invoke(app, ["evidence", "--default", "greedy"])
     assert bad.exit_code == 2 and "`default` must be 'recall' or 'balanced'" in bad.output
+
+
+@pytest.fixture
+def calibrated_scenes(scenes, stage1):
+    """The scenes re-predicted by a model calibrated at a threshold that flips Stage-1's answer on
+    at least one sample compared with 0.5, every sample accepted (failure risk 0.01)."""
+    dataset, ids = scenes
+    p = np.array(dataset.select(ids[:4], ordered=True).values("stage1.p_roadwork"))
+    threshold = float(p.max() + (1 - p.max()) / 2) if p.max() >= 0.5 else float(p.min() / 2)
+    model = copy.deepcopy(stage1)
+    model.set_calibration(threshold=threshold, temperature=stage1.config.temperature)
+    predict_collection(dataset.select(ids[:4]), model, batch_size=4, progress=False)
+    dataset.set_values("failure_risk", {i: 0.01 for i in ids[:4]}, key_field="id")
+    labels = dataset.select(ids[:4], ordered=True).values("stage1.label")
+    assert labels != ["roadwork" if v >= 0.5 else "no_roadwork" for v in p]  # routing at 0.5 would disagree
+    return dataset, ids[:4], labels, threshold
+
+
+def test_cascade_from_the_app_follows_the_models_calibrated_threshold(calibrated_scenes, settings, monkeypatch):
+    dataset, ids, labels, threshold = calibrated_scenes
+    monkeypatch.setenv("CURATION_HOME", str(settings.home))
+    cops.configure_plugins(settings)
+    out = cops.execute("stage2_evidence", dataset.select(ids), {"views": False, "evaluate": False, "delegate": False})
+    assert out["stages"] == {"stage1": 4}
+    assert [c.label for c in dataset.select(ids, ordered=True).values("cascade")] == labels
+    assert evaluate_cascade(dataset.select(ids)).routing["threshold"] == pytest.approx(threshold)
+
+
+def test_cascade_from_the_cli_follows_the_models_calibrated_threshold(calibrated_scenes, settings, monkeypatch):
+    from typer.testing import CliRunner
+
+    from curation import cli_evidence  # noqa: F401  (registers `evidence` on the app)
+    from curation.cli import app
+
+    dataset, ids, labels, _ = calibrated_scenes
+    monkeypatch.setenv("CURATION_DATASET_NAME", settings.dataset_name)
+    monkeypatch.setenv("CURATION_HOME", str(settings.home))
+    result = CliRunner().invoke(app, ["evidence", "--no-evaluate"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert [c.label for c in dataset.select(ids, ordered=True).values("cascade")] == labels
+
+
+def test_one_cascade_run_refuses_predictions_made_at_two_thresholds(calibrated_scenes, stage1, rapid):
+    dataset, ids, _, _ = calibrated_scenes
+    predict_collection(dataset.select(ids[:1]), stage1, batch_size=1, progress=False)  # back at 0.5
+    with pytest.raises(InputError, match="2 different thresholds"):
+        run_stage2(dataset.select(ids), backend=rapid, views=False)
 
 
 # The issue's claim ----------------------------------------------------------------------------------

@@ -5,8 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from curation.config import Settings, from_mapping
+from curation.config import Settings
 from curation.errors import ConfigError
+from curation.typed_config import from_mapping
 
 
 def test_defaults_without_file_or_env():

@@ -39,3 +39,18 @@ def test_bad_pipeline_files_are_explained(tmp_path, text, match):
 def test_missing_file(tmp_path):
     with pytest.raises(ConfigError, match="does not exist"):
         load_pipeline(tmp_path / "nope.yaml")
+
+
+def test_malformed_pipeline_yaml_is_one_line_and_exit_code_2_from_the_cli(cli_env, tmp_path):
+    from typer.testing import CliRunner
+
+    from curation import cli_stage1  # noqa: F401  (registers `run` on the app)
+    from curation.cli import app
+
+    path = tmp_path / "broken.yaml"
+    path.write_text("job: daily_mining\nmining: {quota: 5\n")  # unclosed flow mapping
+    result = CliRunner().invoke(app, ["run", str(path)], env={"COLUMNS": "300"})
+    assert result.exit_code == 2
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in result.output, result.output
+    assert f"Pipeline file {path} is not valid YAML at line 3" in lines[0]

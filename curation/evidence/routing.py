@@ -40,7 +40,9 @@ class RoutingConfig:
 
     Attributes:
         r_accept: Stage-1 is accepted when its failure risk is below this.
-        threshold: Stage-1's decision threshold on p_roadwork (the calibrated one).
+        threshold: Stage-1's decision threshold on p_roadwork. Jobs on a dataset take it from the
+            predictions (``stage1.threshold``, the model's calibrated one; see
+            :func:`curation.cascade.model_routing`); 0.5 is only for arrays with no model behind them.
         default: what a deferred sample becomes: "recall" or "balanced".
         recall_threshold: the lowered threshold "recall" applies to the deferred probability.
         against_decisive: negative (advert) text at or above this, with no positive evidence,
@@ -65,6 +67,10 @@ class RoutingConfig:
                 f"`recall_threshold` ({self.recall_threshold}) must not exceed `threshold` ({self.threshold}): "
                 "the recall default only ever lowers the bar."
             )
+
+    def at_threshold(self, threshold: float) -> RoutingConfig:
+        """This config at Stage-1's calibrated ``threshold``; ``recall_threshold`` never rises above it."""
+        return replace(self, threshold=float(threshold), recall_threshold=min(self.recall_threshold, float(threshold)))
 
 
 @dataclass(frozen=True)
@@ -304,7 +310,9 @@ def deferral_curve(
 
 def plot_deferral_curve(curve: DeferralCurve, path: str | Path, *, title: str = "Cascade: accuracy vs Stage-2 share") -> Path:
     """Write a PNG: cascade accuracy and MCC against the share sent to Stage-2, Stage-1 alone as lines."""
-    from matplotlib.figure import Figure  # no pyplot: no global backend or figure state is touched
+    from matplotlib.figure import (
+        Figure,  # no pyplot: no global backend or figure state is touched
+    )
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

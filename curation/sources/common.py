@@ -18,10 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-import yaml
-
 from curation.errors import InputError
 from curation.schema import PRIMITIVE_CLASSES, Label
+from curation.typed_config import read_yaml_mapping
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
 
@@ -337,10 +336,8 @@ def load_class_map(*paths: Path) -> ClassMap:
     allowed = set(PRIMITIVE_CLASSES) | {IGNORE}
     for path in paths:
         path = Path(path)
-        if not path.is_file():
-            raise InputError(f"Class map {path} does not exist.")
-        doc = yaml.safe_load(path.read_text()) or {}
-        if not isinstance(doc, Mapping) or set(doc) - {"primitives", "images"}:
+        doc = read_yaml_mapping(path, what="Class map", error=InputError)
+        if set(doc) - {"primitives", "images"}:
             raise InputError(f"Class map {path} must be a mapping with keys `primitives` and `images`.")
         for name, value in (doc.get("primitives") or {}).items():
             value = IGNORE if value is None else str(value)

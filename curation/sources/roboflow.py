@@ -28,8 +28,6 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from curation.errors import InputError
 from curation.schema import Label, Source
 from curation.sources.common import (
@@ -55,6 +53,7 @@ from curation.sources.common import (
     read_coco,
     safe_join,
 )
+from curation.typed_config import read_yaml_mapping
 
 COCO_FILE = "_annotations.coco.json"
 CLASSES_CSV = "_classes.csv"
@@ -241,12 +240,10 @@ class RoboflowImporter:
 
     def _setup_yolo(self, data_yaml: Path) -> None:
         assert self._class_map is not None
+        data = read_yaml_mapping(data_yaml, what="YOLO data.yaml", error=InputError)
         try:
-            data = yaml.safe_load(data_yaml.read_text()) or {}
-            if not isinstance(data, dict):
-                raise ValueError("the top level must be a mapping with `names` and split paths")
             names = yolo_names(data)
-        except (OSError, ValueError, yaml.YAMLError) as e:
+        except ValueError as e:
             raise InputError(f"{data_yaml}: unreadable YOLO data.yaml ({e}).") from None
         self._class_map.check(names, where=str(data_yaml))
         export = data_yaml.parent

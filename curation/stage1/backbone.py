@@ -25,12 +25,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 from torch import nn
 
-from curation.config import from_mapping
 from curation.errors import ConfigError, InputError, suggest
 from curation.stage1.cnn_backbone import CnnBackbone, CnnPreset, build_cnn_backbone, is_cnn_backbone_dir, load_cnn_backbone
+from curation.typed_config import from_mapping, read_yaml_mapping
 
 TINY_RANDOM = "tiny-random"
 TINY_DEMO = "tiny-demo"
@@ -159,9 +158,7 @@ def load_preset(name: str, models_root: Path | None = None) -> BackbonePreset | 
     if not path.is_file():
         names = available_presets(models_root)
         raise ConfigError(f"Unknown backbone preset `{name}`.{suggest(name, names)} Available: {', '.join(names)}.")
-    values = yaml.safe_load(path.read_text()) or {}
-    if not isinstance(values, dict):
-        raise ConfigError(f"Preset file {path} must hold a mapping.")
+    values = read_yaml_mapping(path, what="Preset file")
     values.setdefault("name", name)
     if values.get("family") == "timm":
         for key in ("mean", "std"):

@@ -36,7 +36,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from curation.config import from_mapping
 from curation.errors import ConfigError, InputError
 from curation.schema import Label
 from curation.stage1.aggregate import Aggregator, check_aggregator
@@ -52,6 +51,7 @@ from curation.stage1.backbone import (
 from curation.stage1.features import gate_feature_dict, gate_features
 from curation.stage1.head import ViewHead
 from curation.stage1.views import ViewPolicy, build_views, pil_to_tensor, view_boxes
+from curation.typed_config import from_mapping
 
 FORMAT = "curation.stage1/1"
 CONFIG_FILE = "stage1.json"

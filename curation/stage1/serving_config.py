@@ -90,7 +90,7 @@ class ServingConfig:
     @classmethod
     def from_dict(cls, values: dict[str, Any], *, source: str) -> ServingConfig:
         """Parse a mapping (YAML/JSON); unknown keys are rejected with the nearest valid key."""
-        from curation.config import from_mapping  # curation.config imports this module
+        from curation.typed_config import from_mapping
 
         return from_mapping(cls, values, source=source)
 

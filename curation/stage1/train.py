@@ -44,7 +44,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from curation.config import from_mapping
 from curation.errors import ConfigError, InputError, suggest
 from curation.stage1 import distributed as dist_utils
 from curation.stage1.backbone import backbone_blocks
@@ -52,6 +51,7 @@ from curation.stage1.checkpoint import checkpoint_path, load_checkpoint, save_ch
 from curation.stage1.distributed import SINGLE, DistEnv
 from curation.stage1.head_fast import FastLinearHead, supports_fast_head, view_stats
 from curation.stage1.training_data import augmentation_seed, data_fingerprint, image_content_hash
+from curation.typed_config import from_mapping
 
 MODES = ("head", "lora", "partial")
 LOSSES = ("bce", "focal")

@@ -26,11 +26,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from curation.config import from_mapping
 from curation.errors import ConfigError, suggest
 from curation.schema import HN_CATEGORIES, ROADWORK_PRIMITIVES, Label
+from curation.typed_config import from_mapping, read_yaml
 
 KINDS = ("hard_negative", "positive", "negative")
 """What a composed text-to-image prompt shows; the label follows from the kind."""
@@ -299,11 +297,5 @@ def load_prompt_bank(path: str | Path | None = None) -> PromptBank:
         from curation.assets import asset_dir
 
         path = asset_dir("models") / DEFAULT_BANK
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"Prompt bank {path} does not exist.")
-    try:
-        values = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        raise ConfigError(f"Prompt bank {path} is not valid YAML: {e}") from None
+    values = read_yaml(path, what="Prompt bank")
     return PromptBank.from_mapping(values or {}, source=str(path))

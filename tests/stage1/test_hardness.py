@@ -154,7 +154,7 @@ def test_combination_rejects_bad_terms_and_samples_without_any_term():
 
 
 def test_weights_are_validated_and_parse_from_config():
-    from curation.config import from_mapping
+    from curation.typed_config import from_mapping
 
     assert from_mapping(HardnessWeights, {"entropy": "2"}, source="daily_mining.yaml").entropy == 2.0
     with pytest.raises(ConfigError, match="Did you mean `failure_risk`"):
