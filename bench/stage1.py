@@ -10,6 +10,7 @@ Usage:
     python bench/stage1.py --images 2 --repeats 1  # the numbers in the issue note
     python bench/stage1.py --preset tiny-random --images 8 --threads 2
     python bench/stage1.py --preset vitl16 --device cuda --dtype bfloat16
+    python bench/stage1.py --preset efficientnet-lite0 --images 1 --repeats 5   # the CPU miner's 10 views
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from curation.stage1.backbone import load_preset, random_backbone  # noqa: E402
+from curation.stage1.cnn_backbone import CnnPreset, build_cnn_backbone  # noqa: E402
 from curation.stage1.model import Stage1Config, Stage1Model  # noqa: E402
 from curation.stage1.views import ViewPolicy, build_views  # noqa: E402
 
@@ -64,7 +66,10 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     preset = load_preset(args.preset)
-    backbone = random_backbone(preset, seed=0, dtype=args.dtype).to(device)
+    if isinstance(preset, CnnPreset):  # timm CNNs load their registry weights (ImageNet Lite0)
+        backbone = build_cnn_backbone(preset).to(device)
+    else:
+        backbone = random_backbone(preset, seed=0, dtype=args.dtype).to(device)
     policy = ViewPolicy(grid=args.grid, flip=args.flip)
     model = Stage1Model.build(
         Stage1Config(backbone=args.preset, views=policy, max_batch=args.max_batch, dtype=args.dtype),
