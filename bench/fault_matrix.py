@@ -87,8 +87,9 @@ class Cell:
     def state(self, job: str) -> dict[str, Any]:
         import fiftyone as fo
 
-        from curation import registry, store
-        from curation.config import Settings
+        from curation import store
+        from curation.settings import Settings
+        from curation.store import registry
 
         ds = fo.load_dataset(self.name)
         ds.reload()
@@ -141,8 +142,8 @@ def main() -> int:
     os.environ["FIFTYONE_DATABASE_NAME"] = f"fault_matrix_{os.getpid()}"
     base_env = {**os.environ, "YOLO_OFFLINE": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     from curation import store
-    from curation.config import Settings
     from curation.demo.corpus import CorpusSpec, write_corpus
+    from curation.settings import Settings
 
     store.connect(Settings.load(env={}))
     work = Path(tempfile.mkdtemp(prefix="curation-fault-matrix-"))

@@ -6,7 +6,7 @@
 Both paths do the same per-image work (read the row, validate/decode, sha256 + perceptual hash,
 write the image once to the media store); they differ in how the dataset is written:
 
-* ``curation.ingest``: streamed record batches, a decode thread pool, ``add_samples`` per batch;
+* ``curation.ingest.job``: streamed record batches, a decode thread pool, ``add_samples`` per batch;
 * naive baseline: one ``dataset.add_sample(sample)`` + ``sample.save()`` per row.
 
 Peak memory is the child process's max RSS (``ru_maxrss``) for a fresh import at each corpus
@@ -78,8 +78,8 @@ def make_corpus(out: Path, rows: int, size: tuple[int, int], seed: int = 0) -> P
 def run_child(mode: str, parquet: Path, home: Path) -> dict:
     """Import in this process; print timing and peak RSS as JSON."""
     from curation import store
-    from curation.config import Settings
-    from curation.ingest import ingest, make_importer
+    from curation.ingest.job import ingest, make_importer
+    from curation.settings import Settings
 
     settings = Settings.load(env={}).replace(dataset_name=f"bench_{uuid.uuid4().hex[:8]}", home=home)
     dataset = store.open_dataset(settings)
@@ -103,12 +103,12 @@ def naive(dataset, parquet: Path, settings) -> int:
     import fiftyone as fo
 
     from curation import store
-    from curation.ingest_rules import Incoming, merge
-    from curation.media import MediaLimits, MediaStore, decode_image
-    from curation.schema import Split
+    from curation.ingest.rules import Incoming, merge
     from curation.slices import SliceConfig
-    from curation.sources.common import SourceRecord
-    from curation.sources.natix import NatixImporter
+    from curation.ingest.sources.common import SourceRecord
+    from curation.ingest.sources.natix import NatixImporter
+    from curation.schema import Split
+    from curation.media import MediaLimits, MediaStore, decode_image
 
     importer = NatixImporter(parquet)
     importer.setup()

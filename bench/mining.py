@@ -11,12 +11,12 @@ What it does, on a private mongod (started here, on a free port and a temporary 
    label, confidence, logits and ``p_roadwork``; ``failure_risk``; ``gate_features`` with
    ``var``; ``ground_truth`` where the split is labeled; a few ``leak`` tags) straight through the
    dataset's pymongo collection (``insert_many``), timed on its own;
-2. runs ``curation.mining.mine`` in a fresh child process and reports its wall time and the
+2. runs ``curation.mine.job.mine`` in a fresh child process and reports its wall time and the
    child's peak RSS (``ru_maxrss``), while this process samples mongod's RSS;
 3. runs a naive baseline on ``--naive-n`` documents of the same mix in the same run: iterate the
    candidates with ``iter_samples``, compute each sample's terms in Python, rank-normalise in
    Python, then ``sample.save()`` per sample for the hardness and the day's tag; its hardness is
-   checked against :func:`curation.mining.hardness_scores` so both paths do the same work;
+   checked against :func:`curation.mine.job.hardness_scores` so both paths do the same work;
 4. prints the per-sample speed ratio (naive s/sample ÷ ``mine`` s/sample).
 
 Goal (issue 7): the mining pass within 60 s and under 4 GB peak memory on the 2-core machine.
@@ -186,7 +186,7 @@ def _py_rank_normalize(values: list[float]) -> list[float]:
 
 def naive_mine(dataset, *, quota: int, min_hardness: float, weights) -> dict:
     """Per-sample Python loop: read, score and save one sample at a time (same result as mine)."""
-    from curation.mining import candidates
+    from curation.mine.job import candidates
 
     tag = f"hard:{DAY.isoformat()}"
     w = weights.as_dict()
@@ -227,9 +227,9 @@ def naive_mine(dataset, *, quota: int, min_hardness: float, weights) -> dict:
 
 def check_naive(dataset, weights) -> float:
     """Largest |naive − hardness_scores| over the naive dataset's candidates (should be ~1e-12)."""
-    from curation.mining import _floats, hardness_scores
-
     from fiftyone import ViewField as F
+
+    from curation.mine.job import _floats, hardness_scores
 
     # candidates() now leaves the tagged batch out: read every train/pool non-leak sample instead
     view = dataset.match(F("split").is_in(["train", "pool"])).match_tags("leak", bool=False).exists("stage1")
@@ -247,7 +247,7 @@ def check_naive(dataset, weights) -> float:
 def child_mine(name: str, profile: str | None) -> None:
     import fiftyone as fo
 
-    from curation.mining import MiningConfig, mine
+    from curation.mine.job import MiningConfig, mine
 
     dataset = fo.load_dataset(name)
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -303,7 +303,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         import fiftyone as fo  # noqa: F401  (reads the URI now)
 
-        from curation.mining import MiningConfig
+        from curation.mine.job import MiningConfig
 
         print(f"mongod pid {proc.pid} at {uri}, WiredTiger cache "
               f"{args.mongod_cache_gb if args.mongod_cache_gb > 0 else 'default'} GB; {_load()}")

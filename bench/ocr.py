@@ -20,9 +20,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "evidence
 
 from sign_cases import ROADWORK_PHRASES, evidence_view  # noqa: E402
 
-from curation.evidence.keywords import text_evidence  # noqa: E402
-from curation.evidence.ocr import ReadConfig, make_backend, read_text  # noqa: E402
-from curation.evidence.signs import SignSpec, render_scene  # noqa: E402
+from curation.stage2.keywords import text_evidence  # noqa: E402
+from curation.stage2.ocr import ReadConfig, make_backend, read_text  # noqa: E402
+from curation.stage2.signs import SignSpec, render_scene  # noqa: E402
 
 # (size, cap height in px). A 3x3 tile of a 224 query is ~85 px: it holds a whole sign only when the
 # text is small, so 224 is measured with small and medium text.

@@ -7,7 +7,7 @@
 Both paths run the same model (``Stage1Model`` with the tiny-random backbone, seed 0) on the same
 JPEGs, in the same run, on a private mongod:
 
-* platform: ``curation.predict.predict_collection`` — PIL decode, one batched forward per batch,
+* platform: ``curation.predict.job.predict_collection`` — PIL decode, one batched forward per batch,
   every Stage-1 field (``stage1``, ``stage1_views`` with one box per view, ``gate_features``,
   ``stage1_embedding``, ``model_version``) written with one ``set_values`` per field per batch into
   staged fields, then promoted in one ``update_many``;
@@ -102,8 +102,8 @@ def main(argv: list[str] | None = None) -> None:
     import torch
     from PIL import Image
 
-    from curation.fo_model import Stage1FiftyOneModel
-    from curation.predict import predict_collection
+    from curation.predict.fo_model import Stage1FiftyOneModel
+    from curation.predict.job import predict_collection
     from curation.stage1.backbone import tiny_random_backbone
     from curation.stage1.model import Stage1Config, Stage1Model
 
@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> None:
         return seconds, p
 
     from curation.stage1.serving import ServingModel
-    from curation.stage1.serving_config import ServingConfig
+    from curation.serving_config import ServingConfig
 
     served = ServingModel(model, ServingConfig(path="bulk", dtype="float32", device="cpu", batch_images=args.batch_size,
                                                num_workers=max(args.bulk_workers, 1)))

@@ -68,7 +68,7 @@ from curation.stage1.serving import (  # noqa: E402
     load_compile_cache,
     save_compile_cache,
 )
-from curation.stage1.serving_config import ServingConfig  # noqa: E402
+from curation.serving_config import ServingConfig  # noqa: E402
 from curation.stage1.views import ViewPolicy, build_views  # noqa: E402
 
 H100_BF16_DENSE_TFLOPS = 989.0

@@ -45,7 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.stage1_gpu import HEADER, Bench, Row, _format, errors, tf32_off  # noqa: E402
 from curation.stage1.model import Stage1Config, Stage1Model, Stage1Output  # noqa: E402
 from curation.stage1.serving import ServingModel  # noqa: E402
-from curation.stage1.serving_config import ServingConfig  # noqa: E402
+from curation.serving_config import ServingConfig  # noqa: E402
 from curation.stage1.views import ViewPolicy, build_views  # noqa: E402
 
 PRESET = "efficientnet-lite0"

@@ -292,7 +292,7 @@ class MediaStore:
         """
         import time
 
-        from curation.locks import pid_alive
+        from curation.processes import pid_alive
 
         if not self.root.is_dir():
             return 0

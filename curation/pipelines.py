@@ -13,10 +13,11 @@ from pathlib import Path
 from typing import Any
 
 from curation import store
-from curation.config import Settings
 from curation.errors import ConfigError, suggest
-from curation.mining import MiningConfig
+from curation.evaluate.gate_job import GateJobConfig
+from curation.mine.job import MiningConfig
 from curation.schema import Split
+from curation.settings import Settings
 from curation.stage1.gate import GateConfig
 from curation.typed_config import from_mapping, read_yaml_mapping
 
@@ -37,8 +38,8 @@ class DailyMiningConfig:
     model: str = "champion"
     predict_splits: tuple[str, ...] = ("train", "pool", "val", "calib")
     repredict: bool = False
-    alpha: float = 0.1
-    delta: float = 0.1
+    alpha: float = GateJobConfig.alpha
+    delta: float = GateJobConfig.delta
     gate: GateConfig = field(default_factory=GateConfig)
     mining: MiningConfig = field(default_factory=MiningConfig)
 
@@ -53,11 +54,11 @@ def run_daily_mining(settings: Settings, config: DailyMiningConfig, *, day: date
     """The daily job: predict new samples, refit the gate, mine and tag the day's batch."""
     from fiftyone import ViewField as F
 
-    from curation import registry
-    from curation.gating import fit_and_apply_gate
-    from curation.leaks import recheck_leaks_with_embeddings
-    from curation.mining import mine
-    from curation.predict import predict_collection
+    from curation.evaluate.gate_job import fit_and_apply_gate
+    from curation.ingest.leaks import recheck_leaks_with_embeddings
+    from curation.mine.job import mine
+    from curation.predict.job import predict_collection
+    from curation.store import registry
 
     dataset = store.open_dataset(settings, create=False)
     model = registry.resolve_model(settings, config.model)
@@ -66,23 +67,21 @@ def run_daily_mining(settings: Settings, config: DailyMiningConfig, *, day: date
         target = target.match(F("model_version") != model.config.version)
     predicted = predict_collection(target, model, progress=True).n_predicted
     leaks = recheck_leaks_with_embeddings(dataset)  # embeddings exist now: the second leak check
-    gate_dir = settings.runs_root / "gates" / model.config.version
-    gate = fit_and_apply_gate(
-        dataset, gate_dir, config=config.gate, alpha=config.alpha, delta=config.delta, model_version=model.config.version
-    )
+    gate_config = GateJobConfig(alpha=config.alpha, delta=config.delta, gate=config.gate)
+    gate = fit_and_apply_gate(dataset, runs_root=settings.runs_root, config=gate_config, model_version=model.config.version)
     mined = mine(dataset, day=day, config=config.mining)
     return {"predicted": predicted, "leaks_embedding": leaks, "gate": asdict(gate), "mining": asdict(mined)}
 
 
 def run_retrain_export(settings: Settings, config: Any) -> dict[str, Any]:
-    from curation.retrain import run_retrain
+    from curation.retrain.job import run_retrain
 
     result = run_retrain(settings, config)
     return {k: str(v) if isinstance(v, Path) else v for k, v in asdict(result).items()}
 
 
 def _retrain_config() -> type:
-    from curation.retrain import RetrainConfig
+    from curation.retrain.job import RetrainConfig
 
     return RetrainConfig
 

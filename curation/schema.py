@@ -161,7 +161,7 @@ FIELDS: tuple[FieldSpec, ...] = (
     # Labeling assistance (detector, SAM)
     FieldSpec("primitive_proposals", "detections", "detector proposals with confidences (not ground truth)"),
     FieldSpec("sam_primitives", "detections", "SAM masks and tight boxes with SAM scores (not ground truth)"),
-    # Stage-2 evidence and the cascade (written by curation.cascade.run_stage2)
+    # Stage-2 evidence and the cascade (written by curation.stage2.cascade.run_stage2)
     FieldSpec("ocr_text", "detections", "Stage-2 OCR reads: label = normalised text, confidence, attribute `keywords`"),
     FieldSpec("stage2_evidence", "dict", "Stage-2 evidence: text_score, detector_score, keywords, matches, seconds"),
     FieldSpec("cascade", "classification", "cascade decision: label, p_roadwork, stage (stage1|stage2|deferred), reason"),

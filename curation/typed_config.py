@@ -123,3 +123,73 @@ def _coerce(annotation: Any, value: Any, where: str) -> Any:
     except (TypeError, ValueError):
         raise ConfigError(f"{where} must be {name}; got {value!r}.") from None
     return value
+
+
+# One place per option: a config field carries its default, help text and bounds ------------------
+
+
+def setting(
+    default: Any = dataclasses.MISSING,
+    *,
+    help: str,  # noqa: A002 - the name typer and argparse use
+    low: float | None = None,
+    high: float | None = None,
+    choices: tuple[str, ...] | None = None,
+    default_factory: Any = dataclasses.MISSING,
+) -> Any:
+    """A dataclass field that also carries its help text and bounds.
+
+    The CLI options (:func:`curation.cli.base.config_option`) and the App forms
+    (:func:`curation.app.operators.config_inputs`) read them, and :func:`check_settings` enforces
+    them, so a step's defaults, explanations and validation live in its ``Config`` alone.
+    """
+    metadata = {"help": help, "low": low, "high": high, "choices": choices}
+    return dataclasses.field(default=default, default_factory=default_factory, metadata=metadata)
+
+
+@dataclasses.dataclass(frozen=True)
+class SettingInfo:
+    """What a :func:`setting` field says about itself."""
+
+    name: str
+    default: Any
+    help: str
+    low: float | None
+    high: float | None
+    choices: tuple[str, ...] | None
+    type: type
+
+
+def setting_info(cls: type, name: str) -> SettingInfo:
+    """The default, help and bounds of field ``name`` of config class ``cls``."""
+    by_name = {f.name: f for f in fields(cls)}
+    if name not in by_name or "help" not in by_name[name].metadata:
+        raise ConfigError(f"{cls.__name__}.{name} is not a setting (declare it with typed_config.setting).")
+    f, hints = by_name[name], typing.get_type_hints(cls)
+    default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+    options = typing.get_args(hints[name]) if isinstance(hints[name], types.UnionType) else (hints[name],)
+    kind = next((t for t in options if t is not type(None)), str)
+    kind = str if typing.get_origin(kind) is typing.Literal else kind
+    return SettingInfo(name, default, f.metadata["help"], f.metadata["low"], f.metadata["high"], f.metadata["choices"], kind)
+
+
+def setting_error(cls: type, name: str, value: Any) -> str | None:
+    """Why ``value`` is not valid for setting ``name`` (None when it is): bounds and choices."""
+    info = setting_info(cls, name)
+    if value is None:
+        return None
+    if info.choices is not None and value not in info.choices:
+        return f"The '{name}' parameter must be one of {', '.join(info.choices)}. Got {value!r} instead.{suggest(str(value), info.choices)}"
+    if (info.low is not None and value < info.low) or (info.high is not None and value > info.high):
+        span = f"[{info.low if info.low is not None else '-inf'}, {info.high if info.high is not None else 'inf'}]"
+        return f"The '{name}' parameter must be in {span}. Got {value} instead."
+    return None
+
+
+def check_settings(config: Any) -> None:
+    """Raise a ConfigError for the first :func:`setting` field of ``config`` out of its bounds."""
+    for f in fields(config):
+        if "help" in f.metadata:
+            error = setting_error(type(config), f.name, getattr(config, f.name))
+            if error:
+                raise ConfigError(error)

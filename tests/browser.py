@@ -28,8 +28,8 @@ from typing import Any
 
 import pytest
 
-from curation.app import AppServer, child_env, free_port
-from curation.config import Settings
+from curation.app.server import AppServer, child_env, free_port
+from curation.settings import Settings
 
 CHROMIUM_CANDIDATES = ("/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome")
 CHROMEDRIVER_CANDIDATES = ("/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver")

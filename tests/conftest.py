@@ -12,7 +12,6 @@ import uuid
 from pathlib import Path
 
 import pytest
-
 from mongod import start_private_mongod  # noqa: E402  (tests/ is on sys.path)
 
 if not os.environ.get("FIFTYONE_DATABASE_URI"):
@@ -23,7 +22,7 @@ os.environ.setdefault("FIFTYONE_DO_NOT_TRACK", "true")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-from curation.config import Settings  # noqa: E402
+from curation.settings import Settings  # noqa: E402
 
 ARTIFACTS = Path(os.environ.get("CURATION_TEST_ARTIFACTS", Path(__file__).resolve().parent.parent / "artifacts"))
 

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from curation import operators as cops
-from curation.app import AppServer, app_version, child_env, port_is_free, worker_process
+from curation.app import operators as cops
+from curation.app.server import AppServer, app_version, child_env, port_is_free, worker_process
 from curation.errors import ConfigError, CurationError
 
 
@@ -123,7 +123,7 @@ def test_child_env_points_children_at_the_plugins_and_database(settings):
 def test_app_server_answers_health_check_and_stops(settings, tmp_path):
     import fiftyone as fo
 
-    from curation.app import free_port
+    from curation.app.server import free_port
 
     server = AppServer("127.0.0.1", free_port(), child_env(settings), log_path=tmp_path / "server.log")
     with server:
@@ -147,7 +147,7 @@ def test_app_server_refuses_a_busy_port(settings):
 def test_curation_app_stops_server_and_worker_on_ctrl_c_or_sigterm(settings, dataset, tmp_path, stop_signal):
     """Ctrl-C and SIGTERM stop the App, its server and its worker, even when SIGINT was inherited
     ignored (a background job of a script): the child starts with SIGINT ignored on purpose."""
-    from curation.app import free_port
+    from curation.app.server import free_port
 
     port = free_port()
     env = {**os.environ, "CURATION_DATASET_NAME": dataset.name, "CURATION_HOME": str(tmp_path / "home")}
@@ -184,7 +184,7 @@ def test_curation_app_stops_server_and_worker_on_ctrl_c_or_sigterm(settings, dat
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="parent-death signal is Linux-only (prctl)")
 def test_app_children_stop_when_the_app_is_killed_outright(settings, dataset, tmp_path):
     """SIGKILL (or the OOM killer) gives `curation app` no chance to clean up; its children must still go."""
-    from curation.app import free_port
+    from curation.app.server import free_port
 
     port = free_port()
     env = {**os.environ, "CURATION_DATASET_NAME": dataset.name, "CURATION_HOME": str(tmp_path / "home")}

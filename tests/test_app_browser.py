@@ -8,7 +8,7 @@ import pytest
 from browser import chromium, page_text, require_browser, running_app, wait_until
 from PIL import Image
 
-from curation.operators import OPERATORS
+from curation.app.operators import OPERATORS
 
 pytestmark = pytest.mark.browser
 
@@ -34,7 +34,7 @@ def _make_dataset(dataset, tmp_path):
     dataset.add_samples(samples)
     del samples
     # Real Stage-1 fields (tiny random-weight model): stage1 chips and stage1_views boxes.
-    from curation.predict import predict_collection
+    from curation.predict.job import predict_collection
     from curation.stage1.backbone import tiny_random_backbone
     from curation.stage1.model import Stage1Config, Stage1Model
 

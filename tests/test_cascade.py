@@ -17,18 +17,18 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from curation import operators as cops
-from curation.cascade import evaluate_cascade, keyword_view, run_stage2
+from curation.app import operators as cops
 from curation.demo.scene import render_scene as render_demo
 from curation.demo.scene import sample_spec, view
 from curation.errors import InputError
-from curation.evidence import RapidOcrBackend, ReadConfig, RoutingConfig
-from curation.evidence.signs import SignSpec, render_scene
-from curation.predict import predict_collection
+from curation.predict.job import predict_collection
 from curation.stage1.calibrate import threshold_for_max_mcc
 from curation.stage1.features import gate_feature_dict, gate_features
 from curation.stage1.gate import fit_gate
 from curation.stage1.model import Stage1Config, Stage1Model
+from curation.stage2 import RapidOcrBackend, ReadConfig, RoutingConfig
+from curation.stage2.cascade import evaluate_cascade, keyword_view, run_stage2
+from curation.stage2.signs import SignSpec, render_scene
 
 
 @pytest.fixture(scope="module")
@@ -154,7 +154,6 @@ def test_operator_runs_the_cascade_and_queues_when_delegated(scenes, settings, m
 def test_cli_evidence_reports_stages_and_the_comparison(scenes, settings, monkeypatch):
     from typer.testing import CliRunner
 
-    from curation import cli_evidence  # noqa: F401  (registers `evidence` on the app)
     from curation.cli import app
 
     dataset, ids = scenes
@@ -198,7 +197,6 @@ def test_cascade_from_the_app_follows_the_models_calibrated_threshold(calibrated
 def test_cascade_from_the_cli_follows_the_models_calibrated_threshold(calibrated_scenes, settings, monkeypatch):
     from typer.testing import CliRunner
 
-    from curation import cli_evidence  # noqa: F401  (registers `evidence` on the app)
     from curation.cli import app
 
     dataset, ids, labels, _ = calibrated_scenes

@@ -11,7 +11,6 @@ import pytest
 from _ingest_fixtures import natix_row, write_parquet
 from typer.testing import CliRunner
 
-import curation.cli_ingest  # noqa: F401 - registers the command
 from curation.cli import app
 
 REPO = Path(__file__).resolve().parent.parent
@@ -86,7 +85,7 @@ def test_item15_console_does_not_wrap_at_80_columns_when_not_a_tty(tmp_path):
 def test_item15_retrain_default_pipeline_found_outside_the_checkout(tmp_path, monkeypatch):
     import inspect
 
-    from curation.cli_stage1 import retrain_command
+    from curation.cli.loop import retrain_command
     from curation.pipelines import load_pipeline
 
     monkeypatch.chdir(tmp_path)
@@ -103,8 +102,8 @@ def test_item15_retrain_default_pipeline_found_outside_the_checkout(tmp_path, mo
 def test_item15_messages_in_words_not_python_error_text(tmp_path):
     import json
 
-    from curation.sources.common import Reject, load_class_map, default_class_map_path
-    from curation.sources.roboflow import RoboflowImporter
+    from curation.ingest.sources.common import Reject, default_class_map_path, load_class_map
+    from curation.ingest.sources.roboflow import RoboflowImporter
 
     load_class_map(default_class_map_path("roboflow"))
     folder = tmp_path / "rf" / "train"

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from curation.config import Settings
 from curation.errors import ConfigError
+from curation.settings import Settings
 from curation.typed_config import from_mapping
 
 
@@ -80,7 +80,7 @@ def test_from_mapping_coerces_nested_and_bool():
 
 
 def test_stage1_serving_from_file_and_from_yaml_in_the_environment(tmp_path):
-    from curation.stage1.serving_config import ServingConfig
+    from curation.serving_config import ServingConfig
 
     assert Settings.load(env={}).stage1_serving is None
     f = tmp_path / "s.yaml"

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageDraw
 
-from curation.detector import DetectorConfig, QUALITY_DEMO, holdout_mask, xyxy_to_xywh
 from curation.errors import ConfigError, InputError
+from curation.label.detector import QUALITY_DEMO, DetectorConfig, holdout_mask, xyxy_to_xywh
 
 W, H = 160, 128
 LOOPBACK = ("127.", "::1", "localhost")
@@ -132,7 +132,7 @@ def test_xyxy_to_xywh_clips():
 
 
 def test_train_and_propose_end_to_end_offline(scenes, tmp_path, no_network):
-    from curation.detector import propose, train_detector
+    from curation.label.detector import propose, train_detector
 
     config = DetectorConfig(epochs=1, imgsz=160, batch=4, holdout_fraction=0.34, seed=0)
     result = train_detector(scenes, tmp_path / "run", config, config_root=tmp_path / "yolo_cfg")
@@ -162,13 +162,13 @@ def test_train_and_propose_end_to_end_offline(scenes, tmp_path, no_network):
 
 
 def test_missing_weights_and_missing_image_are_named(scenes, tmp_path):
-    from curation.detector import propose
+    from curation.label.detector import propose
 
     missing = tmp_path / "nope" / "detector.pt"
     with pytest.raises(InputError, match=str(missing)):
         propose(scenes, missing)
 
-    from curation.detector import _resolve_model
+    from curation.label.detector import _resolve_model
 
     config = DetectorConfig(model=str(missing))  # the config is fine; loading refuses it
     with pytest.raises(InputError, match=f"checkpoint {missing} does not exist"):
@@ -183,7 +183,7 @@ def test_missing_weights_and_missing_image_are_named(scenes, tmp_path):
 
 
 def test_too_few_training_samples(dataset, tmp_path):
-    from curation.detector import train_detector
+    from curation.label.detector import train_detector
 
     with pytest.raises(InputError, match="at least 2"):
         train_detector(dataset, tmp_path / "run", DetectorConfig(epochs=1, imgsz=160))
@@ -192,7 +192,6 @@ def test_too_few_training_samples(dataset, tmp_path):
 def test_cli_help_and_missing_weights_error(dataset, settings, monkeypatch, tmp_path):
     from typer.testing import CliRunner
 
-    import curation.cli_label  # noqa: F401 - registers the commands
     from curation.cli import app
 
     runner = CliRunner()

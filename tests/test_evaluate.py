@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from curation import store
-from curation.evaluate import FAILURE_VIEWS, WORKSPACE_NAME, evaluate_predictions, slice_table
+from curation.evaluate.job import FAILURE_VIEWS, WORKSPACE_NAME, evaluate_predictions, slice_table
 
 # (truth, predicted label, p_roadwork, slices, tags)
 ROWS = [
@@ -101,8 +101,8 @@ def test_evidence_ceiling_replays_each_positive_query(dataset, tmp_path):
     """Level-0 queries of a 640×360 image keep x ∈ [140, 500): a centred box survives, an edge box does not."""
     from PIL import Image
 
-    from curation.evaluate import evidence_ceiling
-    from curation.predict import validator_seed
+    from curation.evaluate.job import evidence_ceiling
+    from curation.stage1.validator_view import validator_seed
     from curation.stage1.validator_view import query_recipe
 
     def level0_hash(start: int) -> str:  # a content hash whose seed-0 query draws level 0

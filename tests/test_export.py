@@ -19,17 +19,16 @@ import yaml
 from PIL import Image, ImageDraw
 from typer.testing import CliRunner
 
-import curation.cli_export  # noqa: F401  (registers `export` and `publish`)
 from curation.cli import app
 from curation.errors import ConfigError
 from curation.export import bundle as bundle_mod
 from curation.export.bundle import export_bundle, read_manifest
-from curation.media import open_rgb
-from curation.sources.queries import parse_query_line
+from curation.ingest.sources.queries import parse_query_line
 from curation.stage1.backbone import load_backbone, tiny_random_backbone
 from curation.stage1.model import Stage1Config, Stage1Model
 from curation.stage1.validator_view import validator_query
 from curation.stage1.views import ViewPolicy, pil_to_tensor
+from curation.media import open_rgb
 
 torch.set_num_threads(min(2, torch.get_num_threads()))
 TEMPERATURE = 1.7

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from curation.fo_model import Stage1FiftyOneModel
-from curation.predict import predict_collection
+from curation.predict.fo_model import Stage1FiftyOneModel
+from curation.predict.job import predict_collection
 from curation.stage1.backbone import tiny_random_backbone
 from curation.stage1.model import Stage1Config, Stage1Model
 

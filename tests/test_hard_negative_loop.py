@@ -37,15 +37,15 @@ import pytest
 import torch
 from PIL import Image
 
-from curation import labeling, store
-from curation.config import Settings
+from curation import store
 from curation.demo.corpus import CorpusSpec, write_corpus
 from curation.demo.labeler import SCRIPTED_USER, label_like_a_person
-from curation.ingest import ingest_corpus
-from curation.media import thumbnail
-from curation.predict import predict_collection
-from curation.schema import Label
+from curation.ingest.job import ingest_corpus
 from curation.slices import SliceConfig, SliceInputs, compute_slices, orange_share
+from curation.label import human_labels
+from curation.predict.job import predict_collection
+from curation.schema import Label
+from curation.settings import Settings
 from curation.stage1.cache import CacheSpec, FeatureCache, cache_features
 from curation.stage1.calibrate import threshold_for_max_mcc
 from curation.stage1.demo_training import demo_stage1_config, train_demo_model
@@ -53,6 +53,7 @@ from curation.stage1.metrics import mcc
 from curation.stage1.model import Stage1Config, Stage1Model
 from curation.stage1.train import TrainConfig, train_head
 from curation.stage1.views import ViewPolicy
+from curation.media import thumbnail
 
 SEEDS = 5
 MARGIN = 0.05
@@ -156,7 +157,7 @@ def test_mined_hard_negatives_lower_the_false_positive_rate_on_orange_look_alike
         pool = world["dataset"].clone(f"{world['dataset'].name}_s{seed}")
         try:
             predict_collection(pool, champion, progress=False)
-            queue = labeling.orange_candidates(pool).limit(QUEUE)
+            queue = human_labels.orange_candidates(pool).limit(QUEUE)
             answered = label_like_a_person(queue, world["pool_truth"])
             trainable = store.training_view(pool)
             hashes, labels = trainable.values(["content_hash", "ground_truth.label"])

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from curation.config import Settings
+from curation.settings import Settings
 
 
 def test_item07_registry_follows_the_home(tmp_path: Path) -> None:
@@ -25,7 +25,7 @@ def _hold_lock_in_child(name: str, ttl_s: float) -> "subprocess.Popen[str]":
     code = (
         "import sys, time\n"
         "from curation import store\n"
-        "from curation.config import Settings\n"
+        "from curation.settings import Settings\n"
         "store.connect(Settings.load(env={}))\n"
         f"with store.exclusive({name!r}, {ttl_s}, holder='test run holds'):\n"
         "    print('held', flush=True)\n"
@@ -61,8 +61,8 @@ def test_item08_lock_of_another_host_lives_by_its_heartbeat(settings):
     import uuid
     from datetime import timedelta
 
-    from curation import locks as lk
     from curation import store
+    from curation.store import locks as lk
 
     store.connect(settings)
     coll = store._platform_collection(store.LOCKS_COLLECTION)
@@ -83,9 +83,9 @@ def test_item08_curation_locks_lists_and_clears(settings, monkeypatch):
 
     from typer.testing import CliRunner
 
-    from curation import locks as lk
     from curation import store
     from curation.cli import app
+    from curation.store import locks as lk
 
     store.connect(settings)
     coll = store._platform_collection(store.LOCKS_COLLECTION)
@@ -122,7 +122,7 @@ def _add_random_jpegs(dataset, folder, *, n: int, seed: int) -> None:
 
 def test_item06_killed_predict_staging_is_not_promoted_by_the_next_run(dataset, tmp_path, monkeypatch):
 
-    from curation import predict as predict_mod
+    from curation.predict import job as predict_mod
     from curation.stage1.backbone import tiny_random_backbone
     from curation.stage1.model import Stage1Config, Stage1Model
 
@@ -158,11 +158,11 @@ def test_item06_killed_predict_staging_is_not_promoted_by_the_next_run(dataset, 
 
 # Item 9: a retrain killed between registering its version and moving the champion ---------------
 def test_item09_promotion_lost_by_a_killed_retrain_is_finished_by_its_resume(settings, dataset, tmp_path, monkeypatch):
-    from curation import registry
     from curation.demo.corpus import CorpusSpec, write_corpus
-    from curation.ingest import ingest_corpus
-    from curation.retrain import PromotionRule, RetrainConfig, run_retrain
+    from curation.ingest.job import ingest_corpus
+    from curation.retrain.job import PromotionRule, RetrainConfig, run_retrain
     from curation.stage1.train import TrainConfig
+    from curation.store import registry
 
     write_corpus(tmp_path / "corpus", CorpusSpec(n_natix_train=120, n_natix_test=6, n_roadwork=8, n_roboflow=4, n_queries=2, seed=5))
     ingest_corpus(dataset, tmp_path / "corpus", settings=settings, progress=False)
@@ -226,9 +226,9 @@ def test_item14_second_first_ingest_into_a_new_dataset_does_not_crash(settings, 
 
 # Item 13: a killed ingest -----------------------------------------------------------------------
 def test_item13_killed_ingest_leaves_no_trainable_leak(settings, dataset, tmp_path, monkeypatch):
-    from curation import ingest as ingest_mod
     from curation import store
     from curation.demo.corpus import CorpusSpec, write_corpus
+    from curation.ingest import job as ingest_mod
 
     write_corpus(tmp_path / "corpus", CorpusSpec(n_natix_train=60, n_natix_test=20, n_roadwork=40, n_roboflow=2, n_queries=2, seed=3))
     ingest_mod.ingest(dataset, ingest_mod.make_importer("natix", tmp_path / "corpus" / "natix"), settings=settings, progress=False)
@@ -289,8 +289,8 @@ def test_item02_crafted_detector_weights_never_run_code(dataset, tmp_path):
     import torch
     from PIL import Image
 
-    from curation.detector import propose
     from curation.errors import InputError
+    from curation.label.detector import propose
 
     image = tmp_path / "street.jpg"
     Image.fromarray(np.full((64, 64, 3), 120, np.uint8)).save(image)
@@ -342,8 +342,8 @@ def test_item01_status_refuses_another_homes_database_service(tmp_path):
 
 def test_item06_predict_killed_while_promoting_is_finished_by_the_next_run(dataset, tmp_path, monkeypatch):
 
-    from curation import predict as predict_mod
     from curation import store
+    from curation.predict import job as predict_mod
     from curation.stage1.backbone import tiny_random_backbone
     from curation.stage1.model import Stage1Config, Stage1Model
 
@@ -359,7 +359,7 @@ def test_item06_predict_killed_while_promoting_is_finished_by_the_next_run(datas
     with pytest.raises(KeyboardInterrupt):
         predict_mod.predict_collection(dataset, model, progress=False)
     monkeypatch.undo()
-    import curation.locks as lk
+    import curation.store.locks as lk
 
     monkeypatch.setattr(lk, "pid_alive", lambda pid, started: False)  # the killed run's pid is gone
     nothing = dataset.select([])
@@ -375,11 +375,11 @@ def test_item06_lease_of_a_run_killed_before_staging_is_removed(dataset, tmp_pat
     import numpy as np
     from PIL import Image
 
-    from curation import locks as lk
     from curation import store
-    from curation.predict import predict_collection
+    from curation.predict.job import predict_collection
     from curation.stage1.backbone import tiny_random_backbone
     from curation.stage1.model import Stage1Config, Stage1Model
+    from curation.store import locks as lk
 
     Image.fromarray(np.full((64, 64, 3), 50, np.uint8)).save(tmp_path / "a.jpg")
     dataset.add_sample(fo.Sample(filepath=str(tmp_path / "a.jpg")))

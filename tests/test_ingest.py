@@ -18,10 +18,10 @@ from _ingest_fixtures import (
 )
 
 from curation import store
-from curation.ingest import IngestConfig, ingest, make_importer
-from curation.ingest_rules import SplitConfig
-from curation.schema import TAG_LABEL_CONFLICT, TAG_LEAK
+from curation.ingest.job import IngestConfig, ingest, make_importer
+from curation.ingest.rules import SplitConfig
 from curation.slices import SliceConfig
+from curation.schema import TAG_LABEL_CONFLICT, TAG_LEAK
 
 CONFIG = IngestConfig(split=SplitConfig(val_fraction=0.25, calib_fraction=0.25), batch_size=16)
 
@@ -116,7 +116,7 @@ def test_interrupted_import_resumes(dataset, settings, natix_dir, monkeypatch):
 
 def test_concurrent_import_cannot_duplicate(dataset, settings, natix_dir, monkeypatch):
     run(dataset, settings, "natix", natix_dir)
-    from curation import ingest as ingest_module
+    from curation.ingest import job as ingest_module
 
     # A second importer that loaded its index before the first one wrote: it believes every
     # image is new; the unique index turns its inserts into merges.

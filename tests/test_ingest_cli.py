@@ -9,7 +9,6 @@ import pytest
 from _ingest_fixtures import natix_row, write_parquet
 from typer.testing import CliRunner
 
-import curation.cli_ingest  # noqa: F401 - registers the command
 from curation import store
 from curation.cli import app
 

@@ -7,7 +7,7 @@ import pytest
 from _ingest_fixtures import image_bytes, orange_bytes
 
 from curation.errors import ConfigError
-from curation.ingest_rules import (
+from curation.ingest.rules import (
     Incoming,
     LeakRow,
     SplitConfig,
@@ -17,10 +17,10 @@ from curation.ingest_rules import (
     near_duplicates,
     record_split,
 )
-from curation.media import MediaLimits, decode_image
-from curation.schema import Label, Split
 from curation.slices import SliceConfig, SliceInputs, compute_slices, orange_share, slice_counts
-from curation.sources.common import Primitive, SourceRecord
+from curation.ingest.sources.common import Primitive, SourceRecord
+from curation.schema import Label, Split
+from curation.media import MediaLimits, decode_image
 
 CFG = SliceConfig()
 IMG = decode_image(image_bytes(1), name="x", limits=MediaLimits())
@@ -148,6 +148,6 @@ def test_orange_share_detects_orange():
 
 def test_shipped_ingest_yaml_is_the_defaults():
     from curation.assets import asset_dir
-    from curation.ingest import IngestConfig
+    from curation.ingest.job import IngestConfig
 
     assert IngestConfig.load(asset_dir("datasets") / "ingest.yaml") == IngestConfig()

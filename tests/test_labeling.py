@@ -5,7 +5,7 @@ import pytest
 
 from curation import schema
 from curation.errors import InputError
-from curation.labeling import (
+from curation.label.human_labels import (
     AUDIT_VIEW,
     ORANGE_VIEW,
     TAG_EXCEPTION,

@@ -4,7 +4,7 @@ import fiftyone as fo
 import numpy as np
 
 from curation import store
-from curation.leaks import TAG_LEAK_EMBEDDING, recheck_leaks_with_embeddings
+from curation.ingest.leaks import TAG_LEAK_EMBEDDING, recheck_leaks_with_embeddings
 
 
 def test_embedding_near_duplicates_of_eval_images_are_tagged_on_the_trainable_side(dataset):

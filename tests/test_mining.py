@@ -9,8 +9,8 @@ import pytest
 
 from curation import store
 from curation.errors import CurationError
-from curation.gating import fit_and_apply_gate
-from curation.mining import LATEST_VIEW, MiningConfig, hardness_scores, mine
+from curation.evaluate.gate_job import GateJobConfig, fit_and_apply_gate
+from curation.mine.job import LATEST_VIEW, MiningConfig, hardness_scores, mine
 from curation.stage1.features import gate_feature_dict, gate_features
 from curation.stage1.hardness import HardnessWeights
 
@@ -239,13 +239,14 @@ def _gate_corpus(n: int = 400, *, seed: int = 3, version: str | None = None, fli
 
 def test_gate_fit_on_val_certifies_on_calib(dataset, tmp_path: Path):
     dataset.add_samples(_gate_corpus())
-    report = fit_and_apply_gate(dataset, tmp_path, alpha=0.2, delta=0.1)
+    report = fit_and_apply_gate(dataset, runs_root=tmp_path, config=GateJobConfig(alpha=0.2, delta=0.1))
     assert report.n_val == 200 and report.n_calib == 140
     assert report.metrics["auroc"] > 0.65  # uncertainty predicts mistakes
     assert dataset.exists("failure_risk").count() == 400
     assert dataset.match({"split": "train"}).exists("stage1_correct").count() == 0  # never in-sample
     assert dataset.match({"split": "val"}).exists("stage1_correct").count() == 200
     assert Path(report.plot_path).stat().st_size > 1000 and Path(report.gate_path).is_file()
+    assert Path(report.gate_path).parent == tmp_path / "gates" / "unversioned"  # chosen by the job (no model version here)
     if report.ltt["threshold"] is not None:
         accepted = np.array(dataset.match({"split": "calib"}).values("failure_risk")) <= report.ltt["threshold"]
         assert accepted.sum() == report.ltt["n_accepted"]
@@ -262,13 +263,13 @@ def test_gate_is_fit_for_one_model_and_leaves_other_models_predictions_without_r
     for s in old:
         s["split"], s["failure_risk"] = "test", 0.5  # risk from the old model's gate
     dataset.add_samples(new + old)
-    report = fit_and_apply_gate(dataset, tmp_path, model_version="0.2.0")
+    report = fit_and_apply_gate(dataset, runs_root=tmp_path, model_version="0.2.0")
     assert report.n_val == 200 and report.n_calib == 140
     assert dataset.match({"model_version": "0.2.0"}).exists("failure_risk").count() == 400
     assert dataset.match({"model_version": "0.1.0"}).exists("failure_risk").count() == 0
     assert dataset.match({"split": "test"}).exists("stage1_correct").count() == 40  # correctness needs no features
     # Without a version the gate takes val's model; a val split holding two models is refused.
-    assert fit_and_apply_gate(dataset, tmp_path).n_val == 200
+    assert fit_and_apply_gate(dataset, runs_root=tmp_path).n_val == 200
     dataset.match({"split": "val"}).limit(5).set_values("model_version", ["0.1.0"] * 5)
     with pytest.raises(InputError, match=r"Val holds predictions of several models.*0\.1\.0.*0\.2\.0"):
-        fit_and_apply_gate(dataset, tmp_path)
+        fit_and_apply_gate(dataset, runs_root=tmp_path)

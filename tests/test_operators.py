@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from curation import operators as cops
-from curation.app import run_queued
+from curation.app import operators as cops
+from curation.app.server import run_queued
 
 
 @pytest.fixture

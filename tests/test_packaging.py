@@ -61,5 +61,5 @@ def test_installed_copy_ships_every_tracked_data_file(installed):
 
 
 def test_installed_registry_is_not_inside_site_packages(installed, tmp_path):
-    code = "from curation.config import Settings; print(Settings.load(env={'CURATION_HOME': '/tmp/h'}).registry_root)"
+    code = "from curation.settings import Settings; print(Settings.load(env={'CURATION_HOME': '/tmp/h'}).registry_root)"
     assert _run(installed, code, cwd=tmp_path) == "/tmp/h/registry"

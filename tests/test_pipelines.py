@@ -44,7 +44,6 @@ def test_missing_file(tmp_path):
 def test_malformed_pipeline_yaml_is_one_line_and_exit_code_2_from_the_cli(cli_env, tmp_path):
     from typer.testing import CliRunner
 
-    from curation import cli_stage1  # noqa: F401  (registers `run` on the app)
     from curation.cli import app
 
     path = tmp_path / "broken.yaml"

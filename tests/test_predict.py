@@ -9,7 +9,7 @@ from PIL import Image
 
 from curation import store
 from curation.errors import InputError
-from curation.predict import PREDICTION_FIELDS, Shard, predict_collection
+from curation.predict.job import PREDICTION_FIELDS, Shard, predict_collection
 from curation.stage1.backbone import tiny_random_backbone
 from curation.stage1.model import Stage1Config, Stage1Model
 
@@ -149,7 +149,7 @@ def test_shard_parse():
 # The serving bulk path ---------------------------------------------------------------------------------
 def _served(path: str = "bulk"):
     from curation.stage1.serving import ServingModel
-    from curation.stage1.serving_config import ServingConfig
+    from curation.serving_config import ServingConfig
 
     base = Stage1Model.build(Stage1Config(), backbone=tiny_random_backbone(seed=0), seed=0)
     return ServingModel(base, ServingConfig(path=path, dtype="float32", device="cpu", batch_images=2, num_workers=2))
@@ -196,7 +196,7 @@ def test_bulk_loader_writes_what_the_in_process_path_writes(dataset, tmp_path, m
 
 def test_query_path_serving_model_predicts_in_process(dataset, tmp_path, model):
     """A query-path ServingModel is not streamed: predict_collection calls its predict, one static step per image."""
-    from curation.predict import streams_files
+    from curation.predict.job import streams_files
 
     served = _served(path="query")
     assert not streams_files(served) and streams_files(_served()) and not streams_files(model)
@@ -206,9 +206,9 @@ def test_query_path_serving_model_predicts_in_process(dataset, tmp_path, model):
 
 
 def test_settings_choose_how_the_model_is_served(settings, tmp_path):
-    from curation import registry
     from curation.stage1.serving import ServingModel
-    from curation.stage1.serving_config import ServingConfig
+    from curation.serving_config import ServingConfig
+    from curation.store import registry
 
     model_dir = tmp_path / "m"
     Stage1Model.build(Stage1Config(), backbone=tiny_random_backbone(seed=0)).save(model_dir)

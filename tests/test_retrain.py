@@ -7,11 +7,12 @@ import shutil
 
 import pytest
 
-from curation import registry, store
+from curation import store
 from curation.demo.corpus import CorpusSpec, write_corpus
-from curation.ingest import ingest_corpus
-from curation.retrain import PromotionRule, RetrainConfig, decide_promotion, run_retrain
+from curation.ingest.job import ingest_corpus
+from curation.retrain.job import PromotionRule, RetrainConfig, decide_promotion, run_retrain
 from curation.stage1.train import TrainConfig
+from curation.store import registry
 
 
 @pytest.fixture(scope="module")
@@ -37,9 +38,9 @@ CONFIG = RetrainConfig(
 
 def test_promote_refuse_resume_force_and_restore(settings, loaded, monkeypatch):
     import curation.export.bundle as bundle
-    import curation.retrain as retrain
-    from curation.stage1.serving_config import ServingConfig
-    from curation.labeling import mark_hard_negative
+    import curation.retrain.job as retrain
+    from curation.label.human_labels import mark_hard_negative
+    from curation.serving_config import ServingConfig
 
     # 1. No champion yet: the first trained model is promoted, exported and registered.
     first = run_retrain(settings, CONFIG)
@@ -126,7 +127,7 @@ def test_recalibrated_scores_equal_a_second_forward(dataset, tmp_path):
     import numpy as np
     from PIL import Image
 
-    from curation.retrain import score_queries
+    from curation.retrain.job import score_queries
     from curation.stage1.backbone import tiny_random_backbone
     from curation.stage1.model import Stage1Config, Stage1Model
     from curation.stage1.views import ViewPolicy
@@ -194,8 +195,8 @@ def dataclass_replace(obj, **changes):
 
 def test_retrain_button_is_queued_and_run_by_the_worker(settings, loaded, tmp_path):
     """The lead's button: always delegated, executed by the worker, promotes the first model."""
-    from curation import operators as cops
-    from curation.app import run_queued
+    from curation.app import operators as cops
+    from curation.app.server import run_queued
 
     pipeline = tmp_path / "retrain.yaml"
     pipeline.write_text(
@@ -253,7 +254,7 @@ def test_resume_keeps_its_version_and_config_and_export_off_still_registers(sett
         RetrainConfig(version="1.2")  # refused at load time, not after training
     # A saved model under a non-version name in the registry is not a version: the next one is 0.2.0.
     shutil.copytree(registry.version_dir(settings, "0.1.0"), settings.registry_root / "experiment-a")
-    from curation.retrain import next_version
+    from curation.retrain.job import next_version
 
     assert next_version(settings) == "0.2.0"
 

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from curation.errors import ConfigError, InputError
-from curation.sam import (
+from curation.label.sam import (
     Prompt,
     SamBoxesConfig,
     collect_prompts,
@@ -203,8 +203,8 @@ def _check_written(dataset, field="sam_primitives", expect_samples=2, min_dets=3
 
 
 def test_segment_anything_end_to_end_encodes_each_image_once(two_images, monkeypatch):
-    from curation.sam import sam_boxes
-    from curation.sam_backends import SegmentAnythingBackend
+    from curation.label.sam import sam_boxes
+    from curation.label.sam_backends import SegmentAnythingBackend
 
     model = tiny_segment_anything()
     calls = []
@@ -224,8 +224,8 @@ def test_segment_anything_end_to_end_encodes_each_image_once(two_images, monkeyp
 
 
 def test_point_prompts_from_extra_clicks(two_images):
-    from curation.sam import sam_boxes
-    from curation.sam_backends import SegmentAnythingBackend
+    from curation.label.sam import sam_boxes
+    from curation.label.sam_backends import SegmentAnythingBackend
 
     target = two_images.skip(2).first()  # the image without any stored prompt
     clicks = {target.id: [Prompt(label="worker", origin="points", points=((30.0, 30.0),), point_labels=(1,))]}
@@ -239,7 +239,7 @@ def test_point_prompts_from_extra_clicks(two_images):
 def test_transformers_backend_from_local_folder(two_images, tmp_path, monkeypatch):
     from transformers import SamConfig, SamImageProcessor, SamModel, SamProcessor
 
-    from curation.sam import sam_boxes
+    from curation.label.sam import sam_boxes
 
     config = SamConfig(
         vision_config=dict(
@@ -264,7 +264,7 @@ def test_transformers_backend_from_local_folder(two_images, tmp_path, monkeypatc
 
 
 def test_missing_checkpoint_and_model_folder_are_named(two_images, tmp_path):
-    from curation.sam import sam_boxes
+    from curation.label.sam import sam_boxes
 
     missing = tmp_path / "sam_vit_b.pth"
     with pytest.raises(InputError, match=f"SAM checkpoint {missing} does not exist"):
@@ -276,8 +276,8 @@ def test_missing_checkpoint_and_model_folder_are_named(two_images, tmp_path):
 
 
 def test_sample_without_image_is_named(two_images):
-    from curation.sam import sam_boxes
-    from curation.sam_backends import SegmentAnythingBackend
+    from curation.label.sam import sam_boxes
+    from curation.label.sam_backends import SegmentAnythingBackend
 
     gone = two_images.first()
     Path(gone.filepath).unlink()
@@ -305,7 +305,7 @@ class FakeTextBackend:
 
 
 def test_text_prompts_run_each_concept_on_one_encoding(two_images):
-    from curation.sam import sam_boxes
+    from curation.label.sam import sam_boxes
 
     backend = FakeTextBackend()
     config = SamBoxesConfig(backend="sam3", model="unused", prompts=("text",), classes=("cone", "worker"))
@@ -320,7 +320,6 @@ def test_text_prompts_run_each_concept_on_one_encoding(two_images):
 def test_cli_help_and_missing_checkpoint_error(dataset, settings, monkeypatch, tmp_path):
     from typer.testing import CliRunner
 
-    import curation.cli_label  # noqa: F401 - registers the commands
     from curation.cli import app
 
     runner = CliRunner()

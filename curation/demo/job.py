@@ -17,9 +17,9 @@ from typing import Any
 from rich.console import Console
 
 from curation import store
-from curation.errors import CurationError
-from curation.config import Settings
 from curation.demo.corpus import CorpusSpec, write_corpus
+from curation.errors import CurationError
+from curation.settings import Settings
 
 DEMO_DAY = date(2026, 11, 25)
 """Fixed mining day so re-running the demo is idempotent."""
@@ -60,8 +60,8 @@ def _step(console: Console, report: DemoReport, name: str, fn: Callable[[], Any]
 
 def run_demo(settings: Settings, config: DemoConfig = DemoConfig(), *, console: Console | None = None) -> DemoReport:
     """Run every step of the loop that exists, in order; safe to re-run."""
-    from curation.cli_ingest import print_run
-    from curation.ingest import ingest_corpus
+    from curation.ingest.report import render_run
+    from curation.ingest.job import ingest_corpus
 
     console = console or Console()
     _quiet_libraries()
@@ -77,7 +77,7 @@ def run_demo(settings: Settings, config: DemoConfig = DemoConfig(), *, console: 
         console, report, "ingest", lambda: ingest_corpus(dataset, corpus_dir, settings=settings, config=ingest_config, console=console)
     )
     for summary in summaries:
-        print_run(summary)
+        render_run(summary, console)
 
     for name, fn in _loop_steps(settings, dataset, corpus_dir, config, console):
         _step(console, report, name, fn)
@@ -96,8 +96,8 @@ def run_demo(settings: Settings, config: DemoConfig = DemoConfig(), *, console: 
 def demo_ingest_config() -> Any:
     """Val and calib get 15% of the NATIX sequences each (default 10%): the demo's sequences hold 3-5
     frames, so 10% left ~35 sequences per split, too few for a stable threshold and calib verdict."""
-    from curation.ingest import IngestConfig
-    from curation.ingest_rules import SplitConfig
+    from curation.ingest.job import IngestConfig
+    from curation.ingest.rules import SplitConfig
 
     return IngestConfig(split=SplitConfig(val_fraction=0.15, calib_fraction=0.15))
 
@@ -106,7 +106,7 @@ def demo_retrain_config(force: bool = False) -> Any:
     """The demo's Stage-1 recipe (:func:`curation.stage1.demo_training.pretrained_demo_recipe`):
     the ImageNet-pretrained EfficientNet-Lite0 from the registry wheel, its top blocks fine-tuned on
     validator queries, then a head on cached validator-view features of the tuned backbone."""
-    from curation.retrain import PromotionRule, RetrainConfig
+    from curation.retrain.job import PromotionRule, RetrainConfig
     from curation.stage1.demo_training import pretrained_demo_recipe
 
     stage1, finetune, head_train = pretrained_demo_recipe()
@@ -124,15 +124,15 @@ def demo_retrain_config(force: bool = False) -> Any:
 
 def _loop_steps(settings: Settings, dataset: Any, corpus_dir: Path, config: DemoConfig, console: Console) -> list[tuple[str, Callable[[], Any]]]:
     """The model steps after ingest: champion, predict, evaluate, gate, mine, label, synthesize, retrain."""
-    from curation import registry
     from curation.demo.labeler import label_like_a_person
-    from curation.evaluate import evaluate_predictions
-    from curation.gating import fit_and_apply_gate
-    from curation.labeling import orange_candidates
-    from curation.mining import MiningConfig, mine
-    from curation.predict import predict_collection
-    from curation.retrain import run_retrain
+    from curation.evaluate.gate_job import fit_and_apply_gate
+    from curation.evaluate.job import evaluate_predictions
+    from curation.label.human_labels import orange_candidates
+    from curation.mine.job import MiningConfig, mine
+    from curation.predict.job import predict_collection
+    from curation.retrain.job import run_retrain
     from curation.stage1.backbone import backbone_label
+    from curation.store import registry
     from curation.synth.generate import synthesize
     from curation.synth.pipeline import GeneratorConfig
     from curation.synth.plan import SynthJob
@@ -160,7 +160,7 @@ def _loop_steps(settings: Settings, dataset: Any, corpus_dir: Path, config: Demo
 
     def ceiling() -> Any:
         from curation.demo.labeler import truth_boxes
-        from curation.evaluate import evidence_ceiling
+        from curation.evaluate.job import evidence_ceiling
 
         found = evidence_ceiling(
             dataset.match({"split": "calib"}), seed=demo_retrain_config().calib_seed, boxes_by_hash=truth_boxes(corpus_dir / "truth.csv")
@@ -174,7 +174,7 @@ def _loop_steps(settings: Settings, dataset: Any, corpus_dir: Path, config: Demo
     def gate() -> Any:
         try:
             version = state["model"].config.version
-            report = fit_and_apply_gate(dataset, settings.runs_root / "gates" / version, model_version=version)
+            report = fit_and_apply_gate(dataset, runs_root=settings.runs_root, model_version=version)
         except CurationError as e:  # too few val mistakes on a tiny corpus: say so and mine without risk
             console.print(f"[yellow]gate not fitted:[/] {e}")
             return None
@@ -282,7 +282,7 @@ def floor_lines(summary: dict[str, Any]) -> list[tuple[str, bool | None]]:
 
 def _summarise(settings: Settings, report: DemoReport, console: Console) -> None:
     """Print the floors and store them in the run record ``<home>/runs/demo/summary.json``."""
-    from curation import registry
+    from curation.store import registry
 
     summary = demo_summary(report)
     console.rule("[bold]summary")

@@ -13,8 +13,9 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from curation import labeling, schema
+from curation import schema, store
 from curation.errors import InputError
+from curation.label import human_labels
 
 if TYPE_CHECKING:
     import fiftyone.core.collections as foc
@@ -74,9 +75,9 @@ def label_like_a_person(collection: foc.SampleCollection, truth_csv: Path) -> Sc
             hard.setdefault(category, []).append(sample_id)
         else:
             unchanged += 1
-    dataset = collection._root_dataset
+    dataset = store.root_dataset(collection)
     for category, members in hard.items():
-        labeling.mark_hard_negative(dataset.select(members), user=SCRIPTED_USER, category=category, reason=REASON)
+        human_labels.mark_hard_negative(dataset.select(members), user=SCRIPTED_USER, category=category, reason=REASON)
     if positives:
-        labeling.mark_roadwork(dataset.select(positives), user=SCRIPTED_USER, reason=REASON)
+        human_labels.mark_roadwork(dataset.select(positives), user=SCRIPTED_USER, reason=REASON)
     return ScriptedLabels(sum(map(len, hard.values())), len(positives), unchanged, unknown)

@@ -54,6 +54,7 @@ import torch
 
 from curation.errors import ConfigError, InputError, suggest
 from curation.export import miner as miner_adapter
+from curation.processes import pid_alive
 from curation.stage1.backbone import backbone_label
 from curation.stage1.calibrate import threshold_logit_offset
 from curation.stage1.views import IMAGENET_MEAN, IMAGENET_STD
@@ -175,18 +176,8 @@ def _remove_stale_partials(parent: Path, name: str) -> None:
             pid = int(path.name[len(f".{name}{_PARTIAL}") :].split("-")[0])
         except ValueError:
             continue
-        if not _pid_alive(pid):
+        if not pid_alive(pid):
             shutil.rmtree(path, ignore_errors=True)
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _fsync_tree(root: Path) -> None:
@@ -490,8 +481,8 @@ def export_registered(
     Raises:
         ConfigError: the version is not registered (the registered ones are listed).
     """
-    from curation import registry
     from curation.stage1.model import Stage1Model
+    from curation.store import registry
 
     folder = registry.version_dir(settings, version)
     if not (folder / "stage1.json").is_file():

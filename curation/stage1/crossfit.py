@@ -26,7 +26,6 @@ from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import ArrayLike
-from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
 from curation.errors import InputError
 from curation.stage1.arrays import as_bool_array, as_float_array, check_fraction, check_int, check_same_length
@@ -76,6 +75,8 @@ def out_of_fold_correct(
     Returns:
         :class:`OutOfFold` with probability, ``correct`` and fold per sample.
     """
+    from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
+
     x = np.asarray(features)
     y = as_bool_array(labels, name="labels").astype(int)
     n = check_same_length(features=x, labels=y)

@@ -26,10 +26,10 @@ from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import ArrayLike
-from sklearn.metrics import roc_auc_score, roc_curve
 
 from curation.errors import ConfigError, InputError, suggest
 from curation.stage1.arrays import as_bool_array, as_float_array, check_same_length
+from curation.typed_config import setting
 
 GATE_FORMAT = "failure_gate/1"
 
@@ -48,7 +48,7 @@ class GateConfig:
         seed: makes MLP initialisation reproducible.
     """
 
-    kind: Literal["logistic", "mlp"] = "logistic"
+    kind: Literal["logistic", "mlp"] = setting("logistic", help="Gate model: logistic or mlp.", choices=("logistic", "mlp"))
     c: float = 1.0
     hidden: tuple[int, ...] = (16,)
     l2: float = 1e-3
@@ -290,6 +290,8 @@ def gate_metrics(risk: ArrayLike, correct: ArrayLike) -> GateMetrics:
         >>> gate_metrics([0.1, 0.2, 0.3, 0.4], [True, False, True, False]).auroc
         0.75
     """
+    from sklearn.metrics import roc_auc_score, roc_curve
+
     r, wrong = _risk_and_wrong(risk, correct)
     if r.size == 0:
         raise InputError("Gate metrics need at least one sample; got an empty 'risk' array.")

@@ -26,7 +26,6 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 from numpy.typing import ArrayLike
-from scipy.stats import rankdata
 
 from curation.errors import ConfigError, InputError, suggest
 from curation.stage1.arrays import as_float_array, check_fraction, check_int, check_same_length
@@ -119,6 +118,8 @@ def rank_normalize(values: ArrayLike) -> np.ndarray:
     x = as_float_array(values, name="values")
     if x.size <= 1:
         return np.full(x.shape, 0.5)
+    from scipy.stats import rankdata  # scipy.stats costs ~1 s to import: only when ranking
+
     return (rankdata(x, method="average") - 1.0) / (x.size - 1.0)
 
 

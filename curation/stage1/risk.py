@@ -36,7 +36,6 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike
-from scipy.stats import binom
 
 from curation.errors import InputError
 from curation.stage1.arrays import as_bool_array, as_float_array, check_fraction, check_int, check_same_length
@@ -100,6 +99,8 @@ def binomial_p_values(n_accepted: ArrayLike, n_errors: ArrayLike, *, alpha: floa
 
     Vectorised over any shape; an empty acceptance set (n = 0) gets p = 1 (no evidence).
     """
+    from scipy.stats import binom
+
     alpha = check_fraction(alpha, name="alpha")
     n = np.asarray(n_accepted)
     return np.where(n > 0, binom.cdf(np.asarray(n_errors), n, alpha), 1.0)

@@ -19,7 +19,7 @@ aggregator) as one static-shape *step*. :class:`ServingConfig` chooses:
   torch.compile artefact file ``compile_cache`` (compile once, reload in later processes).
 
 The platform chooses it in one place: ``Settings.stage1_serving`` (a :class:`ServingConfig`),
-applied by :func:`curation.registry.resolve_model`; :func:`curation.predict.predict_collection`
+applied by :func:`curation.store.registry.resolve_model`; :func:`curation.predict.job.predict_collection`
 streams files through :meth:`ServingModel.forward_files` when the path is ``bulk``.
 
 Attention is the backbone's SDPA (flash / memory-efficient kernels on CUDA); a backbone built with
@@ -29,7 +29,7 @@ Example:
     >>> from PIL import Image
     >>> from curation.stage1.model import Stage1Config
     >>> from curation.stage1.serving import ServingModel
-    >>> from curation.stage1.serving_config import ServingConfig
+    >>> from curation.serving_config import ServingConfig
     >>> served = ServingModel.build(Stage1Config(), serving=ServingConfig(dtype="float32", device="cpu"))
     >>> len(served.predict([Image.new("RGB", (224, 224), "gray")])[0].view_probs)
     10
@@ -50,13 +50,13 @@ import torch
 from torch import nn
 
 from curation.errors import ConfigError, InputError
-from curation.media import OPEN_ERRORS, open_rgb
 from curation.stage1.backbone import DTYPES, backbone_features
 from curation.stage1.cnn_backbone import CnnBackbone
 from curation.stage1.model import Stage1Config, Stage1Model, Stage1Output
-from curation.stage1.serving_config import ServingConfig
+from curation.serving_config import ServingConfig
 from curation.stage1.validator_view import validator_query
 from curation.stage1.views import ViewPolicy, build_views, pil_to_tensor
+from curation.media import OPEN_ERRORS, open_rgb
 
 log = logging.getLogger(__name__)
 

@@ -19,6 +19,7 @@ Example:
 
 from __future__ import annotations
 
+import hashlib
 import io
 import math
 import random
@@ -58,6 +59,19 @@ class QueryRecipe:
     noise: int = 0
     blur: int = 0
     noise_seed: int = 0
+
+
+def validator_seed(key: str, seed: int) -> int:
+    """Deterministic per-image query seed, so two models are scored on identical queries.
+
+    ``key`` is the image's content hash (:func:`query_key`): the same image gets the same query in
+    any database, so evaluations repeat across re-imports and machines (sample ids do not)."""
+    return int.from_bytes(hashlib.sha256(f"{key}:{seed}".encode()).digest()[:4], "big")
+
+
+def query_key(sample_id: str, content_hash: str | None) -> str:
+    """The :func:`validator_seed` key of a sample: its content hash, or its id when it has none."""
+    return content_hash or sample_id
 
 
 def query_recipe(seed: int, width: int, height: int, level: int | None = None) -> QueryRecipe:

@@ -27,9 +27,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from curation import schema, store
-from curation.config import Settings
 from curation.errors import CurationError
 from curation.schema import FieldSpec, Source, Split
+from curation.settings import Settings
 from curation.synth.admission import NEAR_DUPLICATE, AdmissionConfig, Candidate, Scorer, admit
 from curation.synth.pipeline import GeneratorConfig, SynthPipelines, load_pipelines
 from curation.synth.plan import Parent, SynthJob, Task, plan_tasks

@@ -2,15 +2,16 @@
 
 Each operator is an adapter: it reads ``ctx.params``, makes one call into the ``curation``
 package, and returns plain values. Run them from Python with
-``curation.operators.execute(name, collection, params)``, which goes through FiftyOne's
+``curation.app.operators.execute(name, collection, params)``, which goes through FiftyOne's
 ``execute_operator`` exactly like the App.
 """
 
 import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
-from curation import labeling, schema
-from curation import operators as cops
+from curation import schema
+from curation.app import operators as cops
+from curation.label import human_labels
 
 
 class DatasetStatus(foo.Operator):
@@ -129,12 +130,13 @@ class ComputeGate(_Operator):
     name, label, icon = "compute_gate", "Roadwork: fit failure gate", "shield"
     description = "Fit the failure gate on val, certify a threshold on calib (Learn-then-Test), write failure_risk"
 
+    settings = ("alpha", "delta")
+
     def form(self, ctx, inputs):
-        inputs.float("alpha", default=0.1, min=0.001, max=0.999, label="Target error among accepted (α)")
-        inputs.float("delta", default=0.1, min=0.001, max=0.999, label="Allowed failure probability (δ)")
+        cops.config_inputs(inputs, cops.GateJobConfig, self.settings, ctx.params)
 
     def execute(self, ctx):
-        r = cops.gate_dataset(ctx.target_view(), alpha=float(ctx.params.get("alpha", 0.1)), delta=float(ctx.params.get("delta", 0.1)))
+        r = cops.gate_dataset(ctx.target_view(), cops.config_from_params(cops.GateJobConfig, ctx.params, self.settings))
         r["summary"] = (f"Gate AUROC {r['metrics']['auroc']:.3f}, FPR@95%TPR {r['metrics']['fpr_at_95_tpr']:.3f}, "
                         f"AURC {r['metrics']['aurc']:.3f} (out-of-fold on {r['n_val']} val). LTT threshold: {r['ltt'].get('threshold')}.")
         return r
@@ -146,12 +148,13 @@ class MineHardCases(_Operator):
                    "(a filtered view or selection gets its own tag, hard:YYYY-MM-DD:view-…)")
     delegated_default = True
 
+    settings = ("quota", "min_hardness")
+
     def form(self, ctx, inputs):
-        inputs.int("quota", default=200, min=1, label="Quota")
-        inputs.float("min_hardness", default=0.7, min=0.0, max=1.0, label="Minimum hardness")
+        cops.config_inputs(inputs, cops.MiningConfig, self.settings, ctx.params)
 
     def execute(self, ctx):
-        r = cops.mine_target(ctx.target_view(), quota=int(ctx.params.get("quota", 200)), min_hardness=float(ctx.params.get("min_hardness", 0.7)))
+        r = cops.mine_target(ctx.target_view(), cops.config_from_params(cops.MiningConfig, ctx.params, self.settings))
         latest = "" if ":view-" in r["tag"] else " (view hard/latest)"
         r["summary"] = (f"{r['tag']}: already mined, {len(r['selected_ids'])} samples." if r["already_done"] else
                         f"{r['n_passed']} of {r['n_candidates']} passed; tagged {len(r['selected_ids'])} as {r['tag']}{latest}."
@@ -164,9 +167,9 @@ class OrangeCandidates(_Operator):
     description = "Likely orange false positives first (orange share × p_roadwork, then failure risk)"
 
     def execute(self, ctx):
-        view = labeling.orange_candidates(ctx.target_view())
+        view = human_labels.orange_candidates(ctx.target_view())
         ctx.ops.set_view(view=view)
-        return {"summary": f"{view.count()} candidates; saved view {labeling.ORANGE_VIEW}."}
+        return {"summary": f"{view.count()} candidates; saved view {human_labels.ORANGE_VIEW}."}
 
 
 class MarkHardNegative(_Operator):
@@ -178,7 +181,7 @@ class MarkHardNegative(_Operator):
         inputs.str("reason", default="", label="Reason")
 
     def execute(self, ctx):
-        n = labeling.mark_hard_negative(ctx.target_view(), user=cops.labeler_name(), category=ctx.params["category"], reason=ctx.params.get("reason", ""))
+        n = human_labels.mark_hard_negative(ctx.target_view(), user=cops.labeler_name(), category=ctx.params["category"], reason=ctx.params.get("reason", ""))
         ctx.trigger("reload_dataset")
         return {"summary": f"Marked {n} hard negatives ({ctx.params['category']})."}
 
@@ -191,7 +194,7 @@ class MarkRoadwork(_Operator):
         inputs.str("reason", default="missed positive", label="Reason")
 
     def execute(self, ctx):
-        n = labeling.mark_roadwork(ctx.target_view(), user=cops.labeler_name(), reason=ctx.params.get("reason", "missed positive"))
+        n = human_labels.mark_roadwork(ctx.target_view(), user=cops.labeler_name(), reason=ctx.params.get("reason", "missed positive"))
         ctx.trigger("reload_dataset")
         return {"summary": f"Marked {n} samples roadwork."}
 
@@ -201,7 +204,7 @@ class UndoLabel(_Operator):
     description = "Restore the label from before the last human change (recorded in history)"
 
     def execute(self, ctx):
-        n = labeling.undo_label(ctx.target_view(), user=cops.labeler_name())
+        n = human_labels.undo_label(ctx.target_view(), user=cops.labeler_name())
         ctx.trigger("reload_dataset")
         return {"summary": f"Undid the last label change on {n} samples."}
 
@@ -212,11 +215,11 @@ class AcceptBoxes(_Operator):
 
     def form(self, ctx, inputs):
         inputs.list("sources", types.String(), default=["primitives_edit"], label="From fields",
-                    description=", ".join(labeling.BOX_SOURCES))
+                    description=", ".join(human_labels.BOX_SOURCES))
         inputs.float("min_confidence", default=0.5, min=0.0, max=1.0, label="Minimum proposal confidence")
 
     def execute(self, ctx):
-        n = labeling.accept_boxes(ctx.target_view(), user=cops.labeler_name(), sources=tuple(ctx.params.get("sources") or ["primitives_edit"]),
+        n = human_labels.accept_boxes(ctx.target_view(), user=cops.labeler_name(), sources=tuple(ctx.params.get("sources") or ["primitives_edit"]),
                                   min_confidence=float(ctx.params.get("min_confidence", 0.5)))
         ctx.trigger("reload_dataset")
         return {"summary": f"Accepted boxes on {n} samples."}
@@ -275,11 +278,11 @@ class Stage2Evidence(_Operator):
     name, label, icon = "stage2_evidence", "Roadwork: Stage-2 evidence (OCR cascade)", "text_fields"
     description = "Read sign text and score detector proposals on risky samples; write ocr_text, stage2_evidence, cascade"
     delegated_default = True
+    settings = ("r_accept", "default")
 
     def form(self, ctx, inputs):
         inputs.bool("risky_only", default=True, label="Risky samples only", description="Only samples with failure_risk ≥ r_accept")
-        inputs.float("r_accept", default=0.2, min=0.0, max=1.0, label="Accept Stage-1 below this failure risk (r_accept)")
-        inputs.enum("default", ["recall", "balanced"], default="recall", label="Deferred samples default")
+        cops.config_inputs(inputs, cops.RoutingConfig, self.settings, ctx.params)
         inputs.bool("views", default=True, label="Also read Stage-1's evidence views")
         inputs.enum("backend", ["rapidocr", "easyocr"], default="rapidocr", label="OCR backend")
         inputs.bool("evaluate", default=True, label="Evaluate against Stage-1 alone (labelled samples)")
@@ -287,8 +290,8 @@ class Stage2Evidence(_Operator):
     def execute(self, ctx):
         p = ctx.params
         r = cops.evidence_target(
-            ctx.target_view(), backend=p.get("backend", "rapidocr"), r_accept=float(p.get("r_accept", 0.2)),
-            default=p.get("default", "recall"), risky_only=bool(p.get("risky_only", True)), views=bool(p.get("views", True)),
+            ctx.target_view(), routing=cops.config_from_params(cops.RoutingConfig, p, self.settings), backend=p.get("backend", "rapidocr"),
+            risky_only=bool(p.get("risky_only", True)), views=bool(p.get("views", True)),
             evaluate=bool(p.get("evaluate", True)), on_progress=self.progress(ctx),
         )
         ctx.trigger("reload_dataset")

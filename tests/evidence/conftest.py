@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from curation.evidence.ocr import RapidOcrBackend
+from curation.stage2.ocr import RapidOcrBackend
 
 
 @pytest.fixture(scope="session")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from curation.errors import InputError
-from curation.evidence.signs import FONTS, Scene, SignSpec, render_scene
+from curation.stage2.signs import FONTS, Scene, SignSpec, render_scene
 
 ROADWORK_PHRASES = ("ROAD WORK AHEAD", "DETOUR", "LANE CLOSED", "MEN WORKING", "ONE LANE ROAD")
 EXPECTED_KEYWORD = {

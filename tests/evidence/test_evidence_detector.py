@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import pytest
 
 from curation.errors import ConfigError, InputError
-from curation.evidence.detector import DetectorConfig, detector_evidence
+from curation.stage2.detector_evidence import DetectorConfig, detector_evidence
 
 
 def test_noisy_or_hand_computed() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from curation.errors import ConfigError, InputError
-from curation.evidence.keywords import Keyword, KeywordConfig, match_keywords, normalize_text, text_evidence
+from curation.stage2.keywords import Keyword, KeywordConfig, match_keywords, normalize_text, text_evidence
 
 
 @pytest.mark.parametrize(

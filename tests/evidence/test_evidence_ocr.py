@@ -18,8 +18,8 @@ import pytest
 from sign_cases import EXPECTED_KEYWORD, SHOP_PHRASES, evidence_view, roadwork_cases
 
 from curation.errors import ConfigError, InputError
-from curation.evidence.keywords import evidence_from_reads
-from curation.evidence.ocr import (
+from curation.stage2.keywords import evidence_from_reads
+from curation.stage2.ocr import (
     OcrBackend,
     RapidOcrBackend,
     ReadConfig,
@@ -30,7 +30,7 @@ from curation.evidence.ocr import (
     read_text,
     reading_order,
 )
-from curation.evidence.signs import SignSpec, render_scene
+from curation.stage2.signs import SignSpec, render_scene
 
 FLOORS = {8: 0.75, 10: 0.75, 12: 0.75}  # every other height: 1.0
 OVERALL_FLOOR = 0.9

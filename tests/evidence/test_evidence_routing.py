@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from curation.errors import ConfigError, InputError
-from curation.evidence.detector import detector_evidence
-from curation.evidence.keywords import text_evidence
-from curation.evidence.routing import (
+from curation.stage2.detector_evidence import detector_evidence
+from curation.stage2.keywords import text_evidence
+from curation.stage2.routing import (
     RoutingConfig,
     cascade_metrics,
     deferral_curve,

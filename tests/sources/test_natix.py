@@ -6,9 +6,9 @@ import pytest
 from _ingest_fixtures import natix_row, write_parquet
 
 from curation.errors import InputError
+from curation.ingest.sources.common import BAD_FILE, BAD_LABEL, BAD_RECORD, Reject, SourceRecord, parse_gps, parse_list
+from curation.ingest.sources.natix import NatixImporter, parse_natix_row, split_from_filename, validator_conflict
 from curation.schema import TAG_LABEL_CONFLICT, Label
-from curation.sources.common import BAD_FILE, BAD_LABEL, BAD_RECORD, Reject, SourceRecord, parse_gps, parse_list
-from curation.sources.natix import NatixImporter, parse_natix_row, split_from_filename, validator_conflict
 
 
 def test_dotted_row_parses_all_fields():

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from curation.errors import InputError
+from curation.ingest.sources.common import BAD_LABEL, BAD_RECORD, UNSAFE_PATH, Reject, SourceRecord
+from curation.ingest.sources.queries import QueriesImporter, parse_query_line
 from curation.schema import Label
-from curation.sources.common import BAD_LABEL, BAD_RECORD, UNSAFE_PATH, Reject, SourceRecord
-from curation.sources.queries import QueriesImporter, parse_query_line
 
 ROOT = Path("/q")
 

@@ -8,8 +8,7 @@ import pytest
 from _ingest_fixtures import ROADWORK_CATEGORIES, write_roadwork
 
 from curation.errors import InputError
-from curation.schema import Label
-from curation.sources.common import (
+from curation.ingest.sources.common import (
     BAD_FILE,
     UNSAFE_PATH,
     Reject,
@@ -18,7 +17,8 @@ from curation.sources.common import (
     default_class_map_path,
     load_class_map,
 )
-from curation.sources.roadwork import RoadworkImporter, annotation_files, label_from_travel_alteration, parse_roadwork_image
+from curation.ingest.sources.roadwork import RoadworkImporter, annotation_files, label_from_travel_alteration, parse_roadwork_image
+from curation.schema import Label
 
 
 @pytest.fixture(scope="module")

@@ -9,8 +9,7 @@ import yaml
 from _ingest_fixtures import image_bytes
 
 from curation.errors import InputError
-from curation.schema import Label
-from curation.sources.common import (
+from curation.ingest.sources.common import (
     BAD_FILE,
     BAD_LABEL,
     BAD_RECORD,
@@ -20,7 +19,8 @@ from curation.sources.common import (
     default_class_map_path,
     load_class_map,
 )
-from curation.sources.roboflow import RoboflowImporter, discover_exports, parse_yolo_lines
+from curation.ingest.sources.roboflow import RoboflowImporter, discover_exports, parse_yolo_lines
+from curation.schema import Label
 
 
 @pytest.fixture(scope="module")

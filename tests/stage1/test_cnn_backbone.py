@@ -162,7 +162,7 @@ def test_serving_model_serves_the_cnn(lite0):
     """ServingModel.setup once refused every CNN (no attention implementation) and read the
     backbone's `.dtype`, which CnnBackbone lacks; found by the H200 Lite0 run (issue 18)."""
     from curation.stage1.serving import ServingModel
-    from curation.stage1.serving_config import ServingConfig
+    from curation.serving_config import ServingConfig
 
     config = Stage1Config(backbone=LITE0, views=ViewPolicy(grid=0, size=64))
     model = Stage1Model.build(config, backbone=lite0)

@@ -20,7 +20,6 @@ from PIL import Image
 from torch import nn
 
 from curation.errors import ConfigError, InputError
-from curation.media import open_rgb
 from curation.stage1.backbone import tiny_random_backbone
 from curation.stage1.model import Stage1Config, Stage1Model
 from curation.stage1.serving import (
@@ -30,8 +29,9 @@ from curation.stage1.serving import (
     quantize_fp8,
     save_compile_cache,
 )
-from curation.stage1.serving_config import ServingConfig
+from curation.serving_config import ServingConfig
 from curation.stage1.views import ViewPolicy, pil_to_tensor
+from curation.media import open_rgb
 
 CONFIG = Stage1Config(views=ViewPolicy(size=32))  # 32 px views: 4 patches, fast on CPU
 CPU_FP32 = ServingConfig(dtype="float32", device="cpu")

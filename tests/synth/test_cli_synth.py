@@ -3,9 +3,8 @@ from __future__ import annotations
 import pytest
 from typer.testing import CliRunner
 
-import curation.cli_synth  # noqa: F401 - registers `synth` on the app
 from curation.cli import app
-from curation.cli_synth import parse_categories
+from curation.cli.synth import parse_categories
 from curation.errors import ConfigError
 
 runner = CliRunner()

@@ -20,7 +20,6 @@ from curation.synth.generate import (
 from curation.synth.plan import SynthJob, plan_tasks
 from curation.synth.prompts import load_prompt_bank
 
-
 TINY_JOB = {"width": 64, "height": 64, "steps": 2, "batch_size": 2}
 """Job options that keep the tiny pipeline at a fraction of a second per image on a CPU."""
 

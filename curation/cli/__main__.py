@@ -1,0 +1,7 @@
+"""`python -m curation.cli ...` (how `curation app` starts its worker)."""
+
+import sys
+
+from curation.cli import main
+
+sys.exit(main())

@@ -1,0 +1,237 @@
+"""Binary evaluation of Stage-1 predictions in the dataset: per-sample outcomes, per-slice
+metrics, failure views and a workspace for browsing them in the App.
+
+The per-sample TP/FP/FN/TN field and FiftyOne's evaluation run come from FiftyOne's own binary
+evaluation, so the App's Model Evaluation panel shows them; the slice table is computed here with
+the platform's metrics (MCC, reward estimate) that FiftyOne does not have.
+
+Example:
+    >>> report = evaluate_predictions(dataset.match({"split": "val"}))  # doctest: +SKIP
+    >>> report.overall.mcc  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from curation import schema, store
+from curation.errors import SchemaError
+from curation.stage1 import metrics
+
+if TYPE_CHECKING:
+    import fiftyone.core.collections as foc
+
+FAILURE_VIEWS = {"FP": "failures/false_positives", "FN": "failures/false_negatives"}
+WORKSPACE_NAME = "failure browsing"
+
+
+@dataclass(frozen=True)
+class SliceMetrics:
+    """Metrics on one slice; ``n == 0`` slices carry None, never a metric of 0."""
+
+    name: str
+    n: int
+    mcc: float | None = None
+    accuracy: float | None = None
+    precision: float | None = None
+    recall: float | None = None
+    auroc: float | None = None
+    reward: float | None = None
+
+
+@dataclass(frozen=True)
+class EvaluationReport:
+    eval_key: str
+    pred_field: str
+    overall: SliceMetrics
+    slices: tuple[SliceMetrics, ...]
+    n_label_conflicts_excluded: int
+    n_missing: int
+    run_id: str | None = None
+
+    def as_rows(self) -> list[dict[str, Any]]:
+        return [asdict(self.overall)] + [asdict(s) for s in self.slices]
+
+
+def slice_metrics(name: str, y_true: np.ndarray, y_pred: np.ndarray, p: np.ndarray, *, seed: int = 0) -> SliceMetrics:
+    """Pure: metrics for one slice of 0/1 labels, 0/1 decisions and probabilities."""
+    if len(y_true) == 0:
+        return SliceMetrics(name=name, n=0)
+    auroc = metrics.auroc(y_true, p)
+    reward = metrics.reward_estimate(y_true, y_pred, seed=seed)
+    return SliceMetrics(
+        name=name,
+        n=int(len(y_true)),
+        mcc=metrics.mcc(y_true, y_pred),
+        accuracy=metrics.accuracy(y_true, y_pred),
+        precision=metrics.precision(y_true, y_pred),
+        recall=metrics.recall(y_true, y_pred),
+        auroc=None if np.isnan(auroc) else auroc,
+        reward=None if np.isnan(reward) else reward,
+    )
+
+
+def slice_table(
+    y_true: np.ndarray,
+    y_pred: np.ndarray,
+    p: np.ndarray,
+    sample_slices: list[list[str]],
+    *,
+    slice_names: tuple[str, ...] = schema.SLICES,
+    seed: int = 0,
+) -> tuple[SliceMetrics, tuple[SliceMetrics, ...]]:
+    """Pure: overall metrics and one row per slice (membership from each sample's slice list)."""
+    overall = slice_metrics("overall", y_true, y_pred, p, seed=seed)
+    rows = []
+    for name in slice_names:
+        mask = np.array([name in (s or ()) for s in sample_slices], dtype=bool)
+        rows.append(slice_metrics(name, y_true[mask], y_pred[mask], p[mask], seed=seed) if mask.size else SliceMetrics(name, 0))
+    return overall, tuple(rows)
+
+
+def evaluate_predictions(
+    collection: foc.SampleCollection,
+    *,
+    pred_field: str = "stage1",
+    gt_field: str = "ground_truth",
+    eval_key: str = "eval_stage1",
+    seed: int = 0,
+    save_views: bool = True,
+) -> EvaluationReport:
+    """Evaluate ``pred_field`` against ``gt_field`` on ``collection`` and record the run.
+
+    Samples tagged ``label_conflict`` are left out (validators skip them too) and counted;
+    samples without a label or a prediction are counted as missing.
+    """
+    from fiftyone import ViewField as F
+
+    schema_fields = collection.get_field_schema()
+    for field in (pred_field, gt_field):
+        if field not in schema_fields:
+            raise SchemaError(f"Field `{field}` does not exist on `{store.root_dataset(collection).name}`; run `curation predict` first.")
+    dataset = store.root_dataset(collection)
+    n_conflicts = collection.match_tags(schema.TAG_LABEL_CONFLICT).count()
+    scored = collection.match_tags(schema.TAG_LABEL_CONFLICT, bool=False).exists(pred_field).exists(gt_field)
+    n_missing = collection.count() - n_conflicts - scored.count()
+
+    if scored.count():
+        scored.evaluate_classifications(
+            pred_field,
+            gt_field=gt_field,
+            eval_key=eval_key,
+            method="binary",
+            classes=[schema.Label.NO_ROADWORK.value, schema.Label.ROADWORK.value],
+        )
+    gt, pred, p, slices = scored.values([f"{gt_field}.label", f"{pred_field}.label", f"{pred_field}.p_roadwork", "slices"])
+    y_true = np.array([g == schema.Label.ROADWORK for g in gt], dtype=np.int64)
+    y_pred = np.array([q == schema.Label.ROADWORK for q in pred], dtype=np.int64)
+    probs = np.array([np.nan if v is None else v for v in p], dtype=np.float64)
+    probs = np.where(np.isnan(probs), y_pred.astype(np.float64), probs)
+    overall, rows = slice_table(y_true, y_pred, probs, [s or [] for s in slices], seed=seed)
+
+    if save_views and scored.count():
+        for outcome, name in FAILURE_VIEWS.items():
+            view = scored.match(F(eval_key) == outcome).sort_by(F(f"{pred_field}.confidence"), reverse=True)
+            dataset.save_view(name, view, overwrite=True)
+        for row in rows:
+            if row.n:
+                dataset.save_view(f"slices/{row.name}", scored.match(F("slices").contains(row.name)), overwrite=True)
+        _save_failure_workspace(dataset)
+
+    report = EvaluationReport(
+        eval_key=eval_key,
+        pred_field=pred_field,
+        overall=overall,
+        slices=rows,
+        n_label_conflicts_excluded=n_conflicts,
+        n_missing=n_missing,
+    )
+    run_id = store.record_run(
+        dataset,
+        "evaluate",
+        {
+            "eval_key": eval_key,
+            "pred_field": pred_field,
+            "model_version": _single_value(scored, "model_version"),
+            "table": report.as_rows(),
+            "n_label_conflicts_excluded": n_conflicts,
+            "n_missing": n_missing,
+        },
+    )
+    return replace(report, run_id=run_id)
+
+
+def _single_value(collection: foc.SampleCollection, field: str) -> str | None:
+    if field not in collection.get_field_schema():
+        return None
+    values = collection.distinct(field)
+    return values[0] if len(values) == 1 else ",".join(map(str, values)) or None
+
+
+def _save_failure_workspace(dataset: Any) -> None:
+    import fiftyone as fo
+
+    workspace = fo.Space(
+        children=[fo.Panel(type="Samples", pinned=True), fo.Panel(type="model_evaluation_panel_builtin")],
+        orientation="horizontal",
+    )
+    dataset.save_workspace(WORKSPACE_NAME, workspace, description="Stage-1 failures beside the evaluation panel", overwrite=True)
+
+
+@dataclass(frozen=True)
+class EvidenceCeiling:
+    """How many positives' validator queries still show roadwork after the crop.
+
+    A positive whose query kept no roadwork is label noise no model can fix; ``kept / positives``
+    is the recall ceiling on the validator view (at ``min_fraction`` of one box kept).
+    """
+
+    positives: int  # positive samples with known roadwork boxes
+    kept: int  # of those, queries that keep ≥ min_fraction of one box
+    without_boxes: int  # positives whose boxes are unknown (not counted above)
+    min_fraction: float
+
+    @property
+    def share_kept(self) -> float | None:
+        return self.kept / self.positives if self.positives else None
+
+
+def evidence_ceiling(
+    collection: foc.SampleCollection,
+    *,
+    seed: int,
+    boxes_by_hash: dict[str, list[list[float]]] | None = None,
+    min_fraction: float = 0.5,
+) -> EvidenceCeiling:
+    """Replay each positive sample's validator query (same seeds as scoring) and check its boxes.
+
+    Boxes come from ``boxes_by_hash`` (content hash → relative ``[x0, y0, x1, y1]``, e.g. the demo
+    corpus's truth), else from the sample's ``primitives`` (roadwork classes only).
+    """
+    from PIL import Image
+
+    from curation.stage1.validator_view import query_key, validator_seed
+    from curation.stage1.validator_view import evidence_kept, query_recipe
+
+    positives = collection.match({"ground_truth.label": str(schema.Label.ROADWORK)})
+    fields = ["id", "content_hash", "filepath", "primitives.detections"] if positives.has_field("primitives") else ["id", "content_hash", "filepath"]
+    rows = zip(*positives.values(fields), strict=True) if len(positives) else []
+    kept = counted = missing = 0
+    for sample_id, digest, path, *detections in rows:
+        if boxes_by_hash is not None:
+            boxes = boxes_by_hash.get(digest)
+        else:
+            found = [d.bounding_box for d in (detections[0] if detections else None) or [] if d.label in schema.ROADWORK_PRIMITIVES]
+            boxes = [[x, y, x + w, y + h] for x, y, w, h in found] or None
+        if not boxes:
+            missing += 1
+            continue
+        with Image.open(path) as image:  # header only: the size the query was cut from
+            width, height = image.size
+        recipe = query_recipe(validator_seed(query_key(sample_id, digest), seed), width, height)
+        counted += 1
+        kept += evidence_kept(recipe, boxes, width, height, min_fraction=min_fraction)
+    return EvidenceCeiling(positives=counted, kept=kept, without_boxes=missing, min_fraction=min_fraction)

@@ -1,0 +1,1 @@
+"""Step 5, label: human labels with history, SAM-assisted boxes and detector pre-labels."""

@@ -1,0 +1,1 @@
+"""Step 6, retrain: champion/challenger retraining, promotion and its report."""
