@@ -7,7 +7,7 @@ retrained from scratch on the labelled set after every round:
 - ``random``: uniform picks from the unlabelled pool;
 - ``uncertainty``: the ``budget`` pool samples closest to the decision threshold;
 - ``mining``: the platform's selection as :func:`curation.mine.job.mine` does it:
-  :func:`curation.mine.job.hardness_scores` (default :class:`MiningConfig` weights, uncertainty centred
+  :func:`curation.stage1.hardness.hardness_scores` (default :class:`MiningConfig` weights, uncertainty centred
   on the decision threshold), ``min_hardness`` filter, ``quota × shortlist_factor`` shortlist and
   :func:`curation.stage1.hardness.diverse_select` on the global-view CLS embeddings (the
   ``stage1_embedding`` field's content). ``failure_risk`` comes from the platform's gate
@@ -78,7 +78,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from curation.demo.corpus import CorpusSpec, write_corpus  # noqa: E402
-from curation.mine.job import MiningConfig, hardness_scores  # noqa: E402
+from curation.mine.job import MiningConfig  # noqa: E402
+from curation.stage1.hardness import hardness_scores  # noqa: E402
 from curation.stage1.cache import CacheSpec, FeatureCache, cache_features  # noqa: E402
 from curation.stage1.demo_training import train_demo_model  # noqa: E402
 from curation.stage1.features import feature_names, gate_features  # noqa: E402

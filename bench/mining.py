@@ -16,7 +16,7 @@ What it does, on a private mongod (started here, on a free port and a temporary 
 3. runs a naive baseline on ``--naive-n`` documents of the same mix in the same run: iterate the
    candidates with ``iter_samples``, compute each sample's terms in Python, rank-normalise in
    Python, then ``sample.save()`` per sample for the hardness and the day's tag; its hardness is
-   checked against :func:`curation.mine.job.hardness_scores` so both paths do the same work;
+   checked against :func:`curation.stage1.hardness.hardness_scores` so both paths do the same work;
 4. prints the per-sample speed ratio (naive s/sample ÷ ``mine`` s/sample).
 
 Goal (issue 7): the mining pass within 60 s and under 4 GB peak memory on the 2-core machine.
@@ -229,7 +229,8 @@ def check_naive(dataset, weights) -> float:
     """Largest |naive − hardness_scores| over the naive dataset's candidates (should be ~1e-12)."""
     from fiftyone import ViewField as F
 
-    from curation.mine.job import _floats, hardness_scores
+    from curation.mine.job import _floats
+    from curation.stage1.hardness import hardness_scores
 
     # candidates() now leaves the tagged batch out: read every train/pool non-leak sample instead
     view = dataset.match(F("split").is_in(["train", "pool"])).match_tags("leak", bool=False).exists("stage1")

@@ -83,10 +83,22 @@ SLICES: tuple[str, ...] = (
 
 HN_CATEGORIES: tuple[str, ...] = ("ad", "crane", "foliage", "vest", "sunset_light", "fence", "vehicle", "other")
 
-# Tags with a platform meaning.
+# Tags with a platform meaning: the vocabulary lives here, every job imports it.
 TAG_LABEL_CONFLICT = "label_conflict"
 TAG_LEAK = "leak"
+TAG_LEAK_EMBEDDING = "leak_embedding"  # near-duplicate across splits found on Stage-1 embeddings
+TAG_LEAK_UNCHECKED = "leak_unchecked"  # imported while the near-duplicate check could not run
 TAG_HARD_NEGATIVE = "hard_negative"
+TAG_EXCEPTION = "label_exception"  # a person changed an evaluation-split label (audited)
+TAG_NOT_ADMITTED = "not_admitted"  # a synthetic image kept out of training
+HARD_TAG_PREFIX = "hard:"  # hard:YYYY-MM-DD, the day's mined batch (hard:YYYY-MM-DD:view-<hash> for a view's)
+
+# Saved views and workspaces the platform writes.
+FAILURE_VIEWS = {"FP": "failures/false_positives", "FN": "failures/false_negatives"}
+FAILURE_WORKSPACE = "failure browsing"
+LATEST_HARD_VIEW = "hard/latest"
+ORANGE_VIEW = "labels/orange_candidates"
+AUDIT_VIEW = "labels/audit_evaluation_splits"
 
 LABEL_ORIGIN_RULE = "rule"
 LABEL_ORIGIN_HUMAN = "human"

@@ -160,7 +160,8 @@ def test_item06_killed_predict_staging_is_not_promoted_by_the_next_run(dataset, 
 def test_item09_promotion_lost_by_a_killed_retrain_is_finished_by_its_resume(settings, dataset, tmp_path, monkeypatch):
     from curation.demo.corpus import CorpusSpec, write_corpus
     from curation.ingest.job import ingest_corpus
-    from curation.retrain.job import PromotionRule, RetrainConfig, run_retrain
+    from curation.retrain.job import RetrainConfig, run_retrain
+    from curation.stage1.promotion import PromotionRule
     from curation.stage1.train import TrainConfig
     from curation.store import registry
 

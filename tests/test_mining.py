@@ -10,9 +10,9 @@ import pytest
 from curation import store
 from curation.errors import CurationError
 from curation.evaluate.gate_job import GateJobConfig, fit_and_apply_gate
-from curation.mine.job import LATEST_VIEW, MiningConfig, hardness_scores, mine
+from curation.mine.job import LATEST_VIEW, MiningConfig, mine
 from curation.stage1.features import gate_feature_dict, gate_features
-from curation.stage1.hardness import HardnessWeights
+from curation.stage1.hardness import HardnessWeights, hardness_scores
 
 DAY = date(2026, 11, 25)
 
@@ -273,3 +273,24 @@ def test_gate_is_fit_for_one_model_and_leaves_other_models_predictions_without_r
     dataset.match({"split": "val"}).limit(5).set_values("model_version", ["0.1.0"] * 5)
     with pytest.raises(InputError, match=r"Val holds predictions of several models.*0\.1\.0.*0\.2\.0"):
         fit_and_apply_gate(dataset, runs_root=tmp_path)
+
+
+def test_gate_and_mining_report_the_same_from_the_app_and_the_cli(cli_env, monkeypatch):
+    """One run, one report: the App's summary is the report's own text, and the CLI prints it too."""
+    from typer.testing import CliRunner
+
+    from curation.app import operators as cops
+    from curation.cli import app
+
+    dataset = store.open_dataset(cli_env)
+    dataset.add_samples(_gate_corpus())
+    cops.configure_plugins(cli_env)
+    gate = cops.execute("compute_gate", dataset, {"alpha": 0.2, "delta": 0.1, "delegate": False})
+    assert gate["summary"].startswith("Gate on 200 val samples (out-of-fold): AUROC") and "(α=0.2, δ=0.1)" in gate["summary"]
+    assert Path(gate["gate_path"]).parent == cli_env.runs_root / "gates" / "unversioned"
+
+    mined = cops.execute("mine_hard_cases", dataset, {"quota": 5, "min_hardness": 0.0, "delegate": False})
+    assert len(mined["selected_ids"]) == 5 and f"tagged 5 as {mined['tag']}. Saved view: {LATEST_VIEW}." in mined["summary"]
+    again = CliRunner().invoke(app, ["mine", "--quota", "5", "--min-hardness", "0", "--day", mined["day"]], env={"COLUMNS": "300"})
+    assert again.exit_code == 0, again.output
+    assert f"{mined['tag']} already mined: 5 samples (nothing changed)." in again.output

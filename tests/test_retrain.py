@@ -10,7 +10,8 @@ import pytest
 from curation import store
 from curation.demo.corpus import CorpusSpec, write_corpus
 from curation.ingest.job import ingest_corpus
-from curation.retrain.job import PromotionRule, RetrainConfig, decide_promotion, run_retrain
+from curation.retrain.job import RetrainConfig, run_retrain
+from curation.stage1.promotion import PromotionRule, decide_promotion
 from curation.stage1.train import TrainConfig
 from curation.store import registry
 

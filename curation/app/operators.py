@@ -215,14 +215,14 @@ def gate_dataset(collection: foc.SampleCollection, config: GateJobConfig = GateJ
     from curation.evaluate.gate_job import fit_and_apply_gate
 
     report = fit_and_apply_gate(store.root_dataset(collection), runs_root=Settings.load().runs_root, config=config)
-    return dataclasses.asdict(report)
+    return {**dataclasses.asdict(report), "summary": report.summary()}
 
 
 def mine_target(collection: foc.SampleCollection, config: MiningConfig = MiningConfig()) -> dict[str, Any]:
     from curation.mine.job import mine
 
     report = mine(collection, config=config)
-    return {**dataclasses.asdict(report), "selected_ids": list(report.selected_ids)}
+    return {**dataclasses.asdict(report), "selected_ids": list(report.selected_ids), "summary": report.summary()}
 
 
 def sam_boxes_target(collection: foc.SampleCollection, *, config_path: str, on_progress: Any = None) -> dict[str, Any]:

@@ -115,19 +115,7 @@ def gate_command(
     dataset = store.open_dataset(settings, create=False)
     config = GateJobConfig(alpha=alpha, delta=delta, gate=GateConfig(kind=kind))  # type: ignore[arg-type]
     report = fit_and_apply_gate(dataset, runs_root=settings.runs_root, config=config)
-    m = report.metrics
-    console.print(
-        f"Gate on {report.n_val} val samples (out-of-fold): AUROC {m['auroc']:.3f}, FPR@95%TPR {m['fpr_at_95_tpr']:.3f}, "
-        f"AURC {m['aurc']:.3f}. Risk-coverage plot: {report.plot_path}"
-    )
-    ltt = report.ltt
-    if ltt.get("threshold") is None:
-        console.print(f"Learn-then-Test on {report.n_calib} calib samples certified no threshold: defer all ({ltt.get('reason', 'too few samples or too many errors')}).")
-    else:
-        console.print(
-            f"Learn-then-Test on {report.n_calib} calib samples: accept failure_risk ≤ {ltt['threshold']:.4f} → coverage "
-            f"{ltt['coverage']:.1%}, error among accepted {ltt['selective_risk']:.3f} (α={alpha}, δ={delta})."
-        )
+    console.print(f"{report.summary()} Risk-coverage plot: {report.plot_path}")
 
 
 @command("mine")
@@ -142,7 +130,7 @@ def mine_command(
 
     from curation import store
     from curation.errors import InputError
-    from curation.mine.job import LATEST_VIEW, mine
+    from curation.mine.job import mine
 
     try:
         when = date_type.fromisoformat(day) if day else None
@@ -151,15 +139,7 @@ def mine_command(
     settings = load_settings(settings_file)
     dataset = store.open_dataset(settings, create=False)
     report = mine(dataset, day=when, config=MiningConfig(quota=quota, min_hardness=min_hardness))
-    if report.already_done:
-        console.print(f"{report.tag} already mined: {len(report.selected_ids)} samples (nothing changed).")
-    else:
-        console.print(
-            f"{report.n_passed} of {report.n_candidates} candidates have hardness ≥ {min_hardness}; "
-            f"tagged {len(report.selected_ids)} as {report.tag}. Saved view: {LATEST_VIEW}."
-        )
-    if report.note:
-        console.print(f"[yellow]note:[/] {report.note}")
+    console.print(report.summary())
 
 
 @command("run")

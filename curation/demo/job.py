@@ -16,7 +16,7 @@ from typing import Any
 
 from rich.console import Console
 
-from curation import store
+from curation import schema, store
 from curation.demo.corpus import CorpusSpec, write_corpus
 from curation.errors import CurationError
 from curation.settings import Settings
@@ -60,8 +60,8 @@ def _step(console: Console, report: DemoReport, name: str, fn: Callable[[], Any]
 
 def run_demo(settings: Settings, config: DemoConfig = DemoConfig(), *, console: Console | None = None) -> DemoReport:
     """Run every step of the loop that exists, in order; safe to re-run."""
-    from curation.ingest.report import render_run
     from curation.ingest.job import ingest_corpus
+    from curation.ingest.report import render_run
 
     console = console or Console()
     _quiet_libraries()
@@ -86,10 +86,8 @@ def run_demo(settings: Settings, config: DemoConfig = DemoConfig(), *, console: 
     console.rule("[bold]where to look")
     status = store.status(dataset)
     console.print(f"{status.total} samples in `{status.name}` ({status.location}).")
-    console.print(
-        "Open the App with `curation app`, then: saved views failures/false_positives, "
-        "failures/false_negatives, hard/latest, labels/orange_candidates; the 'failure browsing' workspace."
-    )
+    views = [*schema.FAILURE_VIEWS.values(), schema.LATEST_HARD_VIEW, schema.ORANGE_VIEW]
+    console.print(f"Open the App with `curation app`, then: saved views {', '.join(views)}; the '{schema.FAILURE_WORKSPACE}' workspace.")
     return report
 
 
@@ -106,8 +104,9 @@ def demo_retrain_config(force: bool = False) -> Any:
     """The demo's Stage-1 recipe (:func:`curation.stage1.demo_training.pretrained_demo_recipe`):
     the ImageNet-pretrained EfficientNet-Lite0 from the registry wheel, its top blocks fine-tuned on
     validator queries, then a head on cached validator-view features of the tuned backbone."""
-    from curation.retrain.job import PromotionRule, RetrainConfig
+    from curation.retrain.job import RetrainConfig
     from curation.stage1.demo_training import pretrained_demo_recipe
+    from curation.stage1.promotion import PromotionRule
 
     stage1, finetune, head_train = pretrained_demo_recipe()
     return RetrainConfig(

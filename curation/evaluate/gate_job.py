@@ -60,6 +60,19 @@ class GateReport:
     plot_path: str
     run_id: str | None = None
 
+    def summary(self) -> str:
+        """The gate's quality and what Learn-then-Test certified, as the CLI prints and the App shows."""
+        m, ltt = self.metrics, self.ltt
+        text = (f"Gate on {self.n_val} val samples (out-of-fold): AUROC {m['auroc']:.3f}, FPR@95%TPR {m['fpr_at_95_tpr']:.3f}, "
+                f"AURC {m['aurc']:.3f}. ")  # fmt: skip
+        if ltt.get("threshold") is None:
+            why = ltt.get("reason", "too few samples or too many errors")
+            return text + f"Learn-then-Test on {self.n_calib} calib samples certified no threshold: defer all ({why})."
+        return text + (
+            f"Learn-then-Test on {self.n_calib} calib samples: accept failure_risk ≤ {ltt['threshold']:.4f} → coverage "
+            f"{ltt['coverage']:.1%}, error among accepted {ltt['selective_risk']:.3f} (α={ltt['alpha']}, δ={ltt['delta']})."
+        )
+
 
 def _features(collection: foc.SampleCollection) -> tuple[list[str], np.ndarray, list[str], np.ndarray, list[str | None]]:
     """(ids, gate feature matrix, names, correct, sequence groups) for samples with predictions and labels.

@@ -24,8 +24,7 @@ from curation.stage1 import metrics
 if TYPE_CHECKING:
     import fiftyone.core.collections as foc
 
-FAILURE_VIEWS = {"FP": "failures/false_positives", "FN": "failures/false_negatives"}
-WORKSPACE_NAME = "failure browsing"
+FAILURE_VIEWS, WORKSPACE_NAME = schema.FAILURE_VIEWS, schema.FAILURE_WORKSPACE
 
 
 @dataclass(frozen=True)
@@ -213,8 +212,7 @@ def evidence_ceiling(
     """
     from PIL import Image
 
-    from curation.stage1.validator_view import query_key, validator_seed
-    from curation.stage1.validator_view import evidence_kept, query_recipe
+    from curation.stage1.validator_view import evidence_kept, query_key, query_recipe, validator_seed
 
     positives = collection.match({"ground_truth.label": str(schema.Label.ROADWORK)})
     fields = ["id", "content_hash", "filepath", "primitives.detections"] if positives.has_field("primitives") else ["id", "content_hash", "filepath"]

@@ -43,11 +43,11 @@ from curation.ingest.rules import (
     merge,
     record_split,
 )
-from curation.slices import SliceConfig, slice_counts
 from curation.ingest.sources.common import Importer, Reject, SourceRecord
+from curation.media import MISSING, UNREADABLE, DecodedImage, ImageRejected, MediaLimits, MediaStore, decode_image
 from curation.schema import TAG_LABEL_CONFLICT, TAG_LEAK, Source, Split
 from curation.settings import Settings
-from curation.media import MISSING, UNREADABLE, DecodedImage, ImageRejected, MediaLimits, MediaStore, decode_image
+from curation.slices import SliceConfig, slice_counts
 from curation.typed_config import from_mapping, read_yaml_mapping
 
 if TYPE_CHECKING:

@@ -13,7 +13,7 @@ from typing import Any
 
 from curation import schema, store
 
-TAG_LEAK_EMBEDDING = "leak_embedding"
+TAG_LEAK_EMBEDDING = schema.TAG_LEAK_EMBEDDING
 TRAINABLE = (schema.Split.TRAIN.value, schema.Split.POOL.value)
 EVALUATION = (schema.Split.VAL.value, schema.Split.CALIB.value, schema.Split.TEST.value)
 

@@ -21,8 +21,8 @@ from typing import Any
 import numpy as np
 
 from curation.errors import ConfigError
-from curation.slices import SliceConfig, SliceInputs, brightness, compute_slices, orange_share
 from curation.ingest.sources.common import Primitive, SourceRecord
+from curation.media import DecodedImage
 from curation.schema import (
     EVALUATION_SPLITS,
     LABEL_ORIGIN_HUMAN,
@@ -34,7 +34,7 @@ from curation.schema import (
     derive_label,
     resolve_split,
 )
-from curation.media import DecodedImage
+from curation.slices import SliceConfig, SliceInputs, brightness, compute_slices, orange_share
 
 SCENE_FIELDS = ("daytime", "weather", "scene_environment", "travel_alteration", "city", "location", "scene_description")
 VIDEO_FIELDS = ("video_id", "sequence_id", "frame_id")

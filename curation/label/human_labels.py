@@ -24,9 +24,7 @@ if TYPE_CHECKING:
 
     from curation.slices import SliceConfig
 
-TAG_EXCEPTION = "label_exception"
-AUDIT_VIEW = "labels/audit_evaluation_splits"
-ORANGE_VIEW = "labels/orange_candidates"
+TAG_EXCEPTION, AUDIT_VIEW, ORANGE_VIEW = schema.TAG_EXCEPTION, schema.AUDIT_VIEW, schema.ORANGE_VIEW
 BOX_SOURCES = ("primitives_edit", "primitive_proposals", "sam_primitives")
 
 

@@ -40,9 +40,8 @@ from curation.typed_config import setting
 if TYPE_CHECKING:
     import fiftyone.core.collections as foc
 
-HARD_TAG_PREFIX = "hard:"
-DAILY_TAG = re.compile(r"hard:(\d{4}-\d{2}-\d{2})")
-LATEST_VIEW = "hard/latest"
+HARD_TAG_PREFIX, LATEST_VIEW = schema.HARD_TAG_PREFIX, schema.LATEST_HARD_VIEW
+DAILY_TAG = re.compile(re.escape(HARD_TAG_PREFIX) + r"(\d{4}-\d{2}-\d{2})")
 CANDIDATE_SPLITS = (schema.Split.TRAIN.value, schema.Split.POOL.value)
 
 
@@ -81,6 +80,16 @@ class MiningReport:
     run_id: str | None = None
     note: str = ""  # e.g. why the batch is top-hardness rather than diverse
 
+    def summary(self) -> str:
+        """What the run did, in the words the CLI prints and the App shows."""
+        if self.already_done:
+            text = f"{self.tag} already mined: {len(self.selected_ids)} samples (nothing changed)."
+        else:
+            latest = "" if ":view-" in self.tag else f" Saved view: {LATEST_VIEW}."
+            text = (f"{self.n_passed} of {self.n_candidates} candidates reached the minimum hardness; "
+                    f"tagged {len(self.selected_ids)} as {self.tag}.{latest}")  # fmt: skip
+        return text + (f" Note: {self.note}." if self.note else "")
+
 
 def day_tag(day: date, scope: str = "") -> str:
     """``hard:YYYY-MM-DD`` for the daily batch; ``hard:YYYY-MM-DD:<scope>`` for a view's batch."""
@@ -100,43 +109,8 @@ def candidates(collection: foc.SampleCollection) -> foc.SampleCollection:
     """Train and pool samples with predictions, not leaked, not mined before."""
     from fiftyone import ViewField as F
 
-    view = collection.match(F("split").is_in(list(CANDIDATE_SPLITS))).match_tags([schema.TAG_LEAK, "leak_embedding"], bool=False)
+    view = collection.match(F("split").is_in(list(CANDIDATE_SPLITS))).match_tags([schema.TAG_LEAK, schema.TAG_LEAK_EMBEDDING], bool=False)
     return view.exists("stage1").match(F("tags").filter(F().starts_with(HARD_TAG_PREFIX)).length() == 0)
-
-
-def hardness_scores(
-    p: np.ndarray,
-    risk: np.ndarray,
-    view_var: np.ndarray,
-    truth: np.ndarray,
-    *,
-    weights: hardness.HardnessWeights,
-    threshold: np.ndarray | float = 0.5,
-) -> np.ndarray:
-    """Pure: combined hardness from per-sample arrays (NaN marks a missing term).
-
-    Uncertainty is measured around each prediction's decision threshold, not 0.5: ``p`` becomes
-    ``sigmoid(logit p − logit threshold)`` (the shift the export applies), so with a calibrated
-    threshold of 0.3 a sample at p = 0.3 is the most uncertain, and correctness for mistakenness is
-    judged at that threshold. A NaN threshold (predictions older than the field) means 0.5.
-    """
-    p = np.clip(p.astype(np.float64), 1e-7, 1 - 1e-7)
-    t = np.broadcast_to(np.asarray(threshold, dtype=np.float64), p.shape)
-    t = np.clip(np.where(np.isnan(t), 0.5, t), 1e-7, 1 - 1e-7)
-    z = (np.log(p) - np.log1p(-p)) - (np.log(t) - np.log1p(-t))  # logit relative to the threshold
-    logits = np.stack([-np.logaddexp(0.0, z), -np.logaddexp(0.0, -z)], axis=1)  # [log(1−q), log q]
-    has_truth = ~np.isnan(truth)
-    correct = np.where(has_truth, (z >= 0) == (truth > 0.5), False)
-    mistaken = hardness.mistakenness(logits, np.where(has_truth, correct, np.nan))
-    return hardness.combine_hardness(
-        {
-            "entropy": hardness.prediction_entropy(logits),
-            "failure_risk": risk,
-            "view_disagreement": view_var,
-            "mistakenness": mistaken,
-        },
-        weights=weights,
-    )
 
 
 def mine(
@@ -173,7 +147,7 @@ def mine(
             return MiningReport(day.isoformat(), tag, 0, 0, ())
         # Ground truth derived by the rule exists for most of train; it counts for mistakenness.
         truth_arr = np.array([np.nan if t is None else float(t == schema.Label.ROADWORK) for t in truth])
-        scores = hardness_scores(
+        scores = hardness.hardness_scores(
             _floats(p), _floats(risk), _floats(view_var), truth_arr, weights=config.weights, threshold=_floats(threshold)
         )
         del p, threshold, risk, view_var, truth, truth_arr

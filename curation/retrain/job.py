@@ -22,47 +22,19 @@ from typing import Any
 import numpy as np
 
 from curation import schema, store
-from curation.errors import ConfigError, CurationError, InputError, suggest
+from curation.errors import ConfigError, CurationError, InputError
 from curation.evaluate.gate_job import GateJobConfig, fit_gate_arrays
 from curation.settings import Settings
-from curation.stage1 import calibrate, metrics
+from curation.stage1 import calibrate
 from curation.stage1.gate import GateConfig
 from curation.stage1.model import Stage1Config, Stage1Model
+from curation.stage1.promotion import PromotionRule, decide_promotion, paired_mcc_interval, slice_rows
 from curation.stage1.train import TrainConfig
 from curation.stage1.views import ViewPolicy
 from curation.store import registry
 
 SNAPSHOT_FIELDS = ("ground_truth", "label_origin", "hn_category", "label_history", "labeled_by", "labeled_at", "primitives", "tags", "split")
 VERSION_PATTERN = re.compile(r"\d+\.\d+\.\d+")
-
-
-@dataclass(frozen=True)
-class PromotionRule:
-    """Promote only when the challenger is better on calib validator-view queries.
-
-    Attributes:
-        tolerance: MCC drop on calib still acceptable when a targeted slice improves.
-        targeted_slices: slices the run tries to fix (a gain there can justify promotion).
-        min_slice_n: slices smaller than this are reported but never block or justify.
-        max_slice_regression: a slice (n ≥ min_slice_n) whose MCC drops more than this blocks.
-        bootstrap: paired bootstrap resamples for the MCC-difference interval.
-        confidence: two-sided confidence of that interval.
-    """
-
-    tolerance: float = 0.01
-    targeted_slices: tuple[str, ...] = ("orange_distractor",)
-    min_slice_n: int = 20
-    max_slice_regression: float = 0.05
-    bootstrap: int = 1000
-    confidence: float = 0.9
-
-    def __post_init__(self) -> None:
-        for name in self.targeted_slices:
-            if name not in schema.SLICES:
-                raise ConfigError(
-                    f"`targeted_slices` names an unknown slice {name!r}.{suggest(str(name), schema.SLICES)} "
-                    f"Slices: {', '.join(schema.SLICES)}."
-                )
 
 
 @dataclass(frozen=True)
@@ -250,82 +222,6 @@ def calibrate_on_val(model: Stage1Model, val: QueryScores) -> dict[str, Any]:
 
 
 # Step 6: compare ---------------------------------------------------------------------------------
-def paired_mcc_interval(y: np.ndarray, a: np.ndarray, b: np.ndarray, *, n: int, confidence: float, seed: int) -> tuple[float, float, float]:
-    """MCC(a) − MCC(b) and its paired-bootstrap percentile interval (same resampled rows for both)."""
-    rng = np.random.default_rng(seed)
-    diff = metrics.mcc(y, a) - metrics.mcc(y, b)
-    idx = rng.integers(0, len(y), size=(n, len(y)))
-    diffs = np.array([metrics.mcc(y[i], a[i]) - metrics.mcc(y[i], b[i]) for i in idx])
-    lo, hi = np.quantile(diffs, [(1 - confidence) / 2, (1 + confidence) / 2])
-    return float(diff), float(lo), float(hi)
-
-
-def slice_rows(scores: QueryScores, decided: np.ndarray) -> dict[str, dict[str, float | int | None]]:
-    rows: dict[str, dict[str, float | int | None]] = {}
-    for name in ("overall", *schema.SLICES):
-        mask = np.ones(len(scores.y), bool) if name == "overall" else np.array([name in s for s in scores.slices], bool)
-        if not mask.any():
-            rows[name] = {"n": 0, "mcc": None, "accuracy": None, "fpr": None}
-            continue
-        y, d = scores.y[mask], decided[mask]
-        negatives = int((y == 0).sum())
-        rows[name] = {
-            "n": int(mask.sum()),
-            "positives": int(y.sum()),
-            "mcc": metrics.mcc(y, d),
-            "accuracy": metrics.accuracy(y, d),
-            "fpr": float(((d == 1) & (y == 0)).sum() / negatives) if negatives else None,
-        }
-    return rows
-
-
-def slice_score(row: dict[str, Any]) -> tuple[str, float | None]:
-    """The metric a slice is judged on: MCC where it holds both classes, accuracy where it holds one.
-
-    ``orange_distractor`` holds only negatives by definition, where MCC is 0 whatever the model
-    does; its accuracy is 1 − FPR, the number hard negatives are meant to move.
-    """
-    positives = row.get("positives")
-    if positives is not None and row["n"] and positives in (0, row["n"]):
-        return "accuracy", row["accuracy"]
-    return "mcc", row["mcc"]
-
-
-def decide_promotion(
-    challenger: dict[str, dict[str, Any]], champion: dict[str, dict[str, Any]] | None, interval: tuple[float, float, float] | None, rule: PromotionRule
-) -> tuple[bool, list[str]]:
-    """Pure: the promotion rule on per-slice rows of calib (see :class:`PromotionRule`); slices are
-    compared on :func:`slice_score`."""
-    if champion is None:
-        return True, ["no champion yet: the first trained model becomes champion"]
-    diff, lo, hi = interval or (0.0, 0.0, 0.0)
-    reasons = [f"calib MCC change {diff:+.3f} ({rule.confidence:.0%} interval [{lo:+.3f}, {hi:+.3f}])"]
-
-    def change(name: str) -> str:
-        metric, before = slice_score(champion[name])
-        return f"{name} ({metric} {before:.3f} → {slice_score(challenger[name])[1]:.3f})"
-
-    def comparable(name: str) -> bool:
-        return challenger[name]["n"] >= rule.min_slice_n and slice_score(champion[name])[1] is not None
-
-    regressions = [
-        name for name in challenger
-        if name != "overall" and comparable(name)
-        and slice_score(challenger[name])[1] < slice_score(champion[name])[1] - rule.max_slice_regression
-    ]
-    if regressions:
-        return False, reasons + [f"slice regression beyond {rule.max_slice_regression}: {', '.join(map(change, regressions))}"]
-    if lo > 0:
-        return True, reasons + ["MCC improves beyond its confidence interval"]
-    improved = [
-        name for name in rule.targeted_slices
-        if comparable(name) and slice_score(challenger[name])[1] > slice_score(champion[name])[1]
-    ]
-    if diff >= -rule.tolerance and improved:
-        return True, reasons + [f"MCC within tolerance {rule.tolerance} and targeted slice(s) improved: {', '.join(map(change, improved))}"]
-    return False, reasons + ["no significant calib MCC gain and no targeted slice gain within tolerance"]
-
-
 def _git_commit() -> str | None:
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=Path(__file__).parent, timeout=10)
@@ -462,21 +358,21 @@ def _run_retrain(settings: Settings, dataset: Any, config: RetrainConfig, *, run
     champion = registry.resolve_model(settings.replace(stage1_serving=None), "champion") if champion_version else None
     evaluation: dict[str, Any] = {}
     decided = {"challenger": (calib.p >= model.config.threshold).astype(int)}
-    evaluation["challenger"] = {"calib": slice_rows(calib, decided["challenger"])}
+    evaluation["challenger"] = {"calib": slice_rows(calib.y, decided["challenger"], calib.slices)}
     interval = None
     if champion is not None:
         champ_calib = score_queries(champion, clean.match({"split": schema.Split.CALIB}), seed=config.calib_seed)
         decided["champion"] = (champ_calib.p >= champion.config.threshold).astype(int)
-        evaluation["champion"] = {"calib": slice_rows(champ_calib, decided["champion"])}
+        evaluation["champion"] = {"calib": slice_rows(champ_calib.y, decided["champion"], champ_calib.slices)}
         rule = config.promotion
         interval = paired_mcc_interval(calib.y, decided["challenger"], decided["champion"], n=rule.bootstrap, confidence=rule.confidence, seed=config.calib_seed)
     synth_view = clean.match({"split": schema.Split.VAL_SYNTHETIC})
     if synth_view.count():
         s = score_queries(model, synth_view, seed=config.calib_seed)
-        evaluation["challenger"]["val_synthetic"] = slice_rows(s, (s.p >= model.config.threshold).astype(int))
+        evaluation["challenger"]["val_synthetic"] = slice_rows(s.y, (s.p >= model.config.threshold).astype(int), s.slices)
         if champion is not None:
             cs = score_queries(champion, synth_view, seed=config.calib_seed)
-            evaluation["champion"]["val_synthetic"] = slice_rows(cs, (cs.p >= champion.config.threshold).astype(int))
+            evaluation["champion"]["val_synthetic"] = slice_rows(cs.y, (cs.p >= champion.config.threshold).astype(int), cs.slices)
 
     promoted, reasons = decide_promotion(
         evaluation["challenger"]["calib"], evaluation.get("champion", {}).get("calib"), interval, config.promotion

@@ -161,6 +161,41 @@ def combine_hardness(terms: Mapping[str, ArrayLike | None], *, weights: Hardness
     return total / weight_sum
 
 
+def hardness_scores(
+    p: np.ndarray,
+    risk: np.ndarray,
+    view_var: np.ndarray,
+    truth: np.ndarray,
+    *,
+    weights: HardnessWeights,
+    threshold: np.ndarray | float = 0.5,
+) -> np.ndarray:
+    """Pure: combined hardness from per-sample arrays (NaN marks a missing term).
+
+    Uncertainty is measured around each prediction's decision threshold, not 0.5: ``p`` becomes
+    ``sigmoid(logit p − logit threshold)`` (the shift the export applies), so with a calibrated
+    threshold of 0.3 a sample at p = 0.3 is the most uncertain, and correctness for mistakenness is
+    judged at that threshold. A NaN threshold (predictions older than the field) means 0.5.
+    """
+    p = np.clip(p.astype(np.float64), 1e-7, 1 - 1e-7)
+    t = np.broadcast_to(np.asarray(threshold, dtype=np.float64), p.shape)
+    t = np.clip(np.where(np.isnan(t), 0.5, t), 1e-7, 1 - 1e-7)
+    z = (np.log(p) - np.log1p(-p)) - (np.log(t) - np.log1p(-t))  # logit relative to the threshold
+    logits = np.stack([-np.logaddexp(0.0, z), -np.logaddexp(0.0, -z)], axis=1)  # [log(1−q), log q]
+    has_truth = ~np.isnan(truth)
+    correct = np.where(has_truth, (z >= 0) == (truth > 0.5), False)
+    mistaken = mistakenness(logits, np.where(has_truth, correct, np.nan))
+    return combine_hardness(
+        {
+            "entropy": prediction_entropy(logits),
+            "failure_risk": risk,
+            "view_disagreement": view_var,
+            "mistakenness": mistaken,
+        },
+        weights=weights,
+    )
+
+
 def diverse_select(
     scores: ArrayLike,
     embeddings: ArrayLike,

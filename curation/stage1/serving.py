@@ -50,13 +50,13 @@ import torch
 from torch import nn
 
 from curation.errors import ConfigError, InputError
+from curation.media import OPEN_ERRORS, open_rgb
+from curation.serving_config import ServingConfig
 from curation.stage1.backbone import DTYPES, backbone_features
 from curation.stage1.cnn_backbone import CnnBackbone
 from curation.stage1.model import Stage1Config, Stage1Model, Stage1Output
-from curation.serving_config import ServingConfig
 from curation.stage1.validator_view import validator_query
 from curation.stage1.views import ViewPolicy, build_views, pil_to_tensor
-from curation.media import OPEN_ERRORS, open_rgb
 
 log = logging.getLogger(__name__)
 

@@ -374,18 +374,11 @@ def keyword_view(collection: foc.SampleCollection, keyword: str) -> foc.SampleCo
 # Evaluation ---------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class CascadeRow:
-    """The cascade against Stage-1 alone on one slice (or ``overall``)."""
+@dataclass(frozen=True, kw_only=True)
+class CascadeRow(CascadeMetrics):
+    """The cascade against Stage-1 alone (:class:`CascadeMetrics`) on one slice (or ``overall``)."""
 
     name: str
-    n: int
-    stage1_mcc: float
-    stage1_accuracy: float
-    cascade_mcc: float
-    cascade_accuracy: float
-    stage2_share: float
-    deferred_share: float
     seconds_per_image: float  # Stage-2 seconds averaged over ALL samples (Stage-1-only ones cost 0)
 
 
@@ -416,11 +409,8 @@ class CascadeEvaluation:
 
 
 def _row(name: str, y: np.ndarray, p: np.ndarray, decisions: list[CascadeDecision], seconds: np.ndarray, threshold: float) -> CascadeRow:
-    m: CascadeMetrics = cascade_metrics(y, p, decisions, threshold=threshold)
-    return CascadeRow(
-        name, m.n, m.stage1_mcc, m.stage1_accuracy, m.cascade_mcc, m.cascade_accuracy, m.stage2_share, m.deferred_share,
-        float(seconds.mean()),
-    )  # fmt: skip
+    m = cascade_metrics(y, p, decisions, threshold=threshold)
+    return CascadeRow(**dataclasses.asdict(m), name=name, seconds_per_image=float(seconds.mean()))
 
 
 def latest_routing(dataset: fo.Dataset) -> RoutingConfig:

@@ -28,9 +28,10 @@ import numpy as np
 
 from curation.errors import ConfigError, InputError
 from curation.schema import Label
-from curation.typed_config import setting
+from curation.stage1.metrics import mcc
 from curation.stage2.detector_evidence import DetectorEvidence
 from curation.stage2.keywords import TextEvidence
+from curation.typed_config import setting
 
 Stage = Literal["stage1", "stage2", "deferred"]
 
@@ -196,17 +197,6 @@ def route_many(
 
 
 # Evaluation -------------------------------------------------------------------------------------
-
-
-def mcc(y_true: Sequence[bool] | np.ndarray, y_pred: Sequence[bool] | np.ndarray) -> float:
-    """Matthews correlation for binary labels; 0.0 when a margin is empty (as scikit-learn does)."""
-    t, q = np.asarray(y_true, dtype=bool), np.asarray(y_pred, dtype=bool)
-    if t.shape != q.shape:
-        raise InputError(f"`y_true` and `y_pred` differ in length: {t.shape[0]} vs {q.shape[0]}.")
-    tp, tn = float(np.sum(t & q)), float(np.sum(~t & ~q))
-    fp, fn = float(np.sum(~t & q)), float(np.sum(t & ~q))
-    denom = np.sqrt((tp + fp) * (tp + fn) * (tn + fp) * (tn + fn))
-    return 0.0 if denom == 0 else (tp * tn - fp * fn) / denom
 
 
 @dataclass(frozen=True)

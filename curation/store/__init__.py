@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 from curation import schema
 from curation.errors import CurationError, SchemaError
-from curation.slices import SliceConfig
 from curation.settings import Settings
+from curation.slices import SliceConfig
 from curation.typed_config import from_mapping
 
 if TYPE_CHECKING:
@@ -644,7 +644,7 @@ def leak_inputs(dataset: fo.Dataset) -> list[tuple[str, Any, Any, Any, Any, list
     return list(zip(*dataset.values(fields), strict=True))
 
 
-TAG_LEAK_UNCHECKED = "leak_unchecked"
+TAG_LEAK_UNCHECKED = schema.TAG_LEAK_UNCHECKED
 """On a sample an import added before its leak check ran: never trained on until the check clears it."""
 LEAK_CHECK_KEY = "curation_leak_check"
 """Dataset info ``{"pending": bool, "max_distance": int}``: an import began and its leak check has not finished."""
@@ -665,7 +665,7 @@ def training_view(collection: Any) -> Any:
     return (
         collection.match(trainable)
         .exists("ground_truth")
-        .match_tags([schema.TAG_LEAK, TAG_LEAK_UNCHECKED, "leak_embedding", schema.TAG_LABEL_CONFLICT, "not_admitted"], bool=False)
+        .match_tags([schema.TAG_LEAK, schema.TAG_LEAK_UNCHECKED, schema.TAG_LEAK_EMBEDDING, schema.TAG_LABEL_CONFLICT, schema.TAG_NOT_ADMITTED], bool=False)
         .match(F("generator_random_weights") != True)  # noqa: E712 - a MongoDB expression, not a Python test
     )
 

@@ -29,13 +29,14 @@ from typing import Any
 
 import numpy as np
 
+from curation import schema
 from curation.errors import ConfigError
 from curation.schema import Label, Split
 
 NEAR_DUPLICATE = "near_duplicate"
 CONFIDENT = "confident"
 
-TAG_NOT_ADMITTED = "not_admitted"
+TAG_NOT_ADMITTED = schema.TAG_NOT_ADMITTED
 """Tag on synthetic samples kept out of training (random-weight generator)."""
 
 Scorer = Callable[[Sequence[Any]], Sequence[float]]

@@ -136,10 +136,7 @@ class ComputeGate(_Operator):
         cops.config_inputs(inputs, cops.GateJobConfig, self.settings, ctx.params)
 
     def execute(self, ctx):
-        r = cops.gate_dataset(ctx.target_view(), cops.config_from_params(cops.GateJobConfig, ctx.params, self.settings))
-        r["summary"] = (f"Gate AUROC {r['metrics']['auroc']:.3f}, FPR@95%TPR {r['metrics']['fpr_at_95_tpr']:.3f}, "
-                        f"AURC {r['metrics']['aurc']:.3f} (out-of-fold on {r['n_val']} val). LTT threshold: {r['ltt'].get('threshold')}.")
-        return r
+        return cops.gate_dataset(ctx.target_view(), cops.config_from_params(cops.GateJobConfig, ctx.params, self.settings))
 
 
 class MineHardCases(_Operator):
@@ -154,12 +151,7 @@ class MineHardCases(_Operator):
         cops.config_inputs(inputs, cops.MiningConfig, self.settings, ctx.params)
 
     def execute(self, ctx):
-        r = cops.mine_target(ctx.target_view(), cops.config_from_params(cops.MiningConfig, ctx.params, self.settings))
-        latest = "" if ":view-" in r["tag"] else " (view hard/latest)"
-        r["summary"] = (f"{r['tag']}: already mined, {len(r['selected_ids'])} samples." if r["already_done"] else
-                        f"{r['n_passed']} of {r['n_candidates']} passed; tagged {len(r['selected_ids'])} as {r['tag']}{latest}."
-                        ) + (f" Note: {r['note']}." if r["note"] else "")
-        return r
+        return cops.mine_target(ctx.target_view(), cops.config_from_params(cops.MiningConfig, ctx.params, self.settings))
 
 
 class OrangeCandidates(_Operator):
