@@ -56,10 +56,17 @@ def test_fiftyone_yml_lists_exactly_the_registered_operators(settings):
 
     manifest = yaml.safe_load((settings.plugins_root / "roadwork" / "fiftyone.yml").read_text())
     assert manifest["name"] == cops.PLUGIN_NAME
-    assert tuple(manifest["operators"]) == cops.OPERATORS
+    assert tuple(manifest["operators"]) == cops.operator_names()
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("roadwork_plugin", settings.plugins_root / "roadwork" / "__init__.py")
+    plugin = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(plugin)
+    defined = [cls().config.name for cls in (plugin.DatasetStatus, *plugin._Operator.__subclasses__())]
+    assert sorted(defined) == sorted(manifest["operators"])  # every class the plugin registers is listed, once
     cops.configure_plugins(settings)
     registered = {op.uri for op in foo.list_operators(builtin=False)}
-    assert {cops.operator_uri(name) for name in cops.OPERATORS} <= registered
+    assert {cops.operator_uri(name) for name in cops.operator_names()} <= registered
 
 
 def test_operator_uri_rejects_unknown_names_with_a_suggestion():

@@ -8,7 +8,7 @@ import pytest
 from browser import chromium, page_text, require_browser, running_app, wait_until
 from PIL import Image
 
-from curation.app.operators import OPERATORS
+from curation.app.operators import operator_names
 
 pytestmark = pytest.mark.browser
 
@@ -59,7 +59,7 @@ def test_app_renders_dataset_and_runs_plugin_operator(settings, dataset, tmp_pat
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
 
-    assert "dataset_status" in OPERATORS
+    assert "dataset_status" in operator_names()
     labels = _make_dataset(dataset, tmp_path)
     started = time.monotonic()
     with running_app(settings, tmp_path) as server, chromium(tmp_path) as driver:

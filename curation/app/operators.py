@@ -17,16 +17,18 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from curation.assets import asset_dir
 from curation.errors import ConfigError, CurationError, suggest
 from curation.evaluate.gate_job import GateJobConfig
 from curation.mine.job import MiningConfig
 from curation.settings import Settings
 from curation.stage2.routing import RoutingConfig
-from curation.typed_config import from_mapping, setting_error, setting_info
+from curation.typed_config import from_mapping, read_yaml_mapping, setting_error, setting_info
 
 if TYPE_CHECKING:
     import fiftyone.core.collections as foc
@@ -36,32 +38,33 @@ T = TypeVar("T")
 PLUGIN_NAME = "@roadwork/curation"
 """The ``name`` in ``plugins/roadwork/fiftyone.yml``; operator URIs are ``<PLUGIN_NAME>/<operator>``."""
 
-OPERATORS: tuple[str, ...] = (
-    "dataset_status",
-    "predict_stage1",
-    "evaluate_stage1",
-    "compute_gate",
-    "mine_hard_cases",
-    "orange_candidates",
-    "mark_hard_negative",
-    "mark_roadwork",
-    "undo_label",
-    "accept_boxes",
-    "sam_boxes",
-    "synthesize",
-    "stage2_evidence",
-    "retrain_and_export",
-)
-"""Every operator the plugin registers; ``fiftyone.yml`` must list exactly these (a test checks)."""
+PLUGIN_DIR = "roadwork"
+"""The plugin's folder under the plugins directory; its ``fiftyone.yml`` lists every operator."""
 
 DELEGATE_PARAM = "delegate"
 
 
+@functools.cache
+def operator_names() -> tuple[str, ...]:
+    """The plugin's operators as its manifest lists them: FiftyOne registers only those, so the
+    manifest is the one list (the plugin registers every operator class it defines)."""
+    manifest = read_yaml_mapping(asset_dir("plugins") / PLUGIN_DIR / "fiftyone.yml", what="Plugin manifest")
+    return tuple(manifest.get("operators") or ())
+
+
 def operator_uri(name: str) -> str:
     """The full URI of one of the plugin's operators."""
-    if name not in OPERATORS:
-        raise ConfigError(f"Unknown operator `{name}`.{suggest(name, OPERATORS)} Allowed: {', '.join(OPERATORS)}.")
+    names = operator_names()
+    if name not in names:
+        raise ConfigError(f"Unknown operator `{name}`.{suggest(name, names)} Allowed: {', '.join(names)}.")
     return f"{PLUGIN_NAME}/{name}"
+
+
+def operator_settings(collection: foc.SampleCollection) -> Settings:
+    """The settings an operator runs with: the environment's, for the dataset it targets."""
+    from curation import store
+
+    return Settings.load().replace(dataset_name=store.root_dataset(collection).name)
 
 
 def configure_plugins(settings: Settings) -> str:
@@ -179,7 +182,7 @@ def predict_target(
     from curation.predict.job import predict_collection
     from curation.store import registry
 
-    stage1 = registry.resolve_model(Settings.load(), model)
+    stage1 = registry.resolve_model(operator_settings(collection), model)
     prefix = "validator_" if view == "validator" else ""
     report = predict_collection(
         collection, stage1, batch_size=batch_size, view=view, field_prefix=prefix, progress=False, on_progress=on_progress
@@ -214,7 +217,7 @@ def gate_dataset(collection: foc.SampleCollection, config: GateJobConfig = GateJ
     from curation import store
     from curation.evaluate.gate_job import fit_and_apply_gate
 
-    report = fit_and_apply_gate(store.root_dataset(collection), runs_root=Settings.load().runs_root, config=config)
+    report = fit_and_apply_gate(store.root_dataset(collection), runs_root=operator_settings(collection).runs_root, config=config)
     return {**dataclasses.asdict(report), "summary": report.summary()}
 
 
@@ -233,7 +236,7 @@ def sam_boxes_target(collection: foc.SampleCollection, *, config_path: str, on_p
 
     path = Path(config_path)
     if not path.is_absolute():
-        path = Settings.load().models_root / path
+        path = operator_settings(collection).models_root / path
     result = sam_boxes(collection, SamBoxesConfig.from_yaml(path), progress=on_progress)
     return dataclasses.asdict(result)
 
@@ -246,7 +249,7 @@ def synthesize_target(collection: foc.SampleCollection, *, params: Mapping[str, 
     from curation.typed_config import from_mapping
 
     job = from_mapping(SynthJob, dict(params), source="operator params")
-    report = synthesize(collection, job, settings=Settings.load(), pipelines=GeneratorConfig(model=model), progress=False)
+    report = synthesize(collection, job, settings=operator_settings(collection), pipelines=GeneratorConfig(model=model), progress=False)
     return dataclasses.asdict(report)
 
 
@@ -275,7 +278,7 @@ def evidence_target(
     result: dict[str, Any] = {**dataclasses.asdict(report), "skipped": [f"{p}: {r}" for p, r in report.skipped[:20]]}
     result["evaluation"] = None
     if evaluate and collection.exists("cascade").exists("ground_truth").limit(1).count():
-        out_dir = Settings.load().runs_root / "cascade" / str(report.run_id)
+        out_dir = operator_settings(collection).runs_root / "cascade" / str(report.run_id)
         result["evaluation"] = dataclasses.asdict(evaluate_cascade(collection, routing=routing, out_dir=out_dir))
     return result
 
@@ -294,9 +297,7 @@ def retrain_target(collection: foc.SampleCollection, *, pipeline: str = "retrain
     job, config = load_pipeline(path)
     if job != "retrain_export":
         raise ConfigError(f"{path} defines job `{job}`, not `retrain_export`.")
-    from curation import store
-
-    settings = Settings.load().replace(dataset_name=store.root_dataset(collection).name)
+    settings = operator_settings(collection)
     result = run_retrain(settings, dataclasses.replace(config, force=force or config.force))
     return {
         "version": result.version,

@@ -248,13 +248,14 @@ def holdout_mask(groups: Sequence[str], fraction: float, seed: int = 0) -> list[
     return [g in held for g in groups]
 
 
-def training_view(collection: foc.SampleCollection, config: DetectorConfig) -> foc.SampleCollection:
-    """Train-split samples from the box sources, without leaks, with only the configured classes."""
+def detector_training_view(collection: foc.SampleCollection, config: DetectorConfig) -> foc.SampleCollection:
+    """What Stage-1 may train on (:func:`curation.store.training_view`: no leak of any kind, no
+    label conflict, no unadmitted or random-generator image) from the box sources, with only the
+    configured classes."""
     from fiftyone import ViewField as F
 
     return (
-        collection.match(F("split") == schema.Split.TRAIN.value)
-        .match(~F("tags").contains(schema.TAG_LEAK))
+        store.training_view(collection)
         .match(F("sources").contains(list(config.sources)))
         .exists("primitives")
         .filter_labels("primitives", F("label").is_in(list(config.classes)), only_matches=False)
@@ -313,7 +314,7 @@ def train_detector(
     out_dir.mkdir(parents=True, exist_ok=True)
     config_root = Path(config_root) if config_root else out_dir / ".ultralytics"
 
-    view = training_view(collection, config)
+    view = detector_training_view(collection, config)
     ids, groups = view.values(["id", "sequence_group"])
     if len(ids) < 2:
         raise InputError(

@@ -17,7 +17,7 @@ Example:
 """
 
 from curation.synth.admission import TAG_NOT_ADMITTED, AdmissionConfig, admit, child_split
-from curation.synth.generate import SYNTH_FIELDS, GenerationError, SynthReport, hard_negative_stats, synthesize, training_view
+from curation.synth.generate import SYNTH_FIELDS, GenerationError, SynthReport, hard_negative_stats, synthesize
 from curation.synth.pipeline import TINY, GeneratorConfig, SynthPipelines, build_tiny_pipeline, load_pipelines
 from curation.synth.plan import MODES, PURPOSES, SynthJob, plan_tasks
 from curation.synth.prompts import PromptBank, load_prompt_bank
@@ -47,5 +47,4 @@ __all__ = [
     "load_prompt_bank",
     "plan_tasks",
     "synthesize",
-    "training_view",
 ]

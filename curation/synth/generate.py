@@ -399,11 +399,7 @@ def _count(counts: dict[str, int], key: str, n: int) -> None:
         counts[key] = counts.get(key, 0) + n
 
 
-training_view = store.training_view
-"""Re-exported: the platform's one definition of trainable samples (excludes random-weight images)."""
-
-
 __all__ = [
     "EXISTING", "GenerationError", "SYNTH_FIELDS", "SynthReport", "build_sample", "encode_png", "hard_negative_stats",
-    "read_parents", "region_mask", "render", "run_batched", "synthesize", "training_view",
+    "read_parents", "region_mask", "render", "run_batched", "synthesize",
 ]

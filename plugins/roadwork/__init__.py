@@ -316,7 +316,6 @@ class RetrainAndExport(_Operator):
 
 
 def register(p):
-    for operator in (DatasetStatus, PredictStage1, EvaluateStage1, ComputeGate, MineHardCases, OrangeCandidates,
-                     MarkHardNegative, MarkRoadwork, UndoLabel, AcceptBoxes, SamBoxes, Synthesize,
-                     Stage2Evidence, RetrainAndExport):
+    # every operator defined here; fiftyone.yml lists them (FiftyOne registers only what it lists)
+    for operator in (DatasetStatus, *_Operator.__subclasses__()):
         p.register(operator)

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from curation import store
 from curation.synth.generate import (
     SYNTH_FIELDS,
     GenerationError,
@@ -15,7 +16,6 @@ from curation.synth.generate import (
     render,
     run_batched,
     synthesize,
-    training_view,
 )
 from curation.synth.plan import SynthJob, plan_tasks
 from curation.synth.prompts import load_prompt_bank
@@ -137,7 +137,7 @@ def test_val_synthetic_children_come_from_val_and_calib_only(dataset, settings, 
     children = [dataset[i] for i in report.added]
     assert {c.parent_id for c in children} == {parents["val_rw"], parents["calib_neg"]}
     assert {c.split for c in children} == {"val_synthetic"}
-    assert len(training_view(dataset).exists("generator")) == 0
+    assert len(store.training_view(dataset).exists("generator")) == 0
     # text-to-image from the parents' captions, validator style
     t2i = synthesize(
         dataset, job(mode="text2img", purpose="val_synthetic", count=2, seed=9), settings=settings, pipelines=real_pipes, progress=False
@@ -158,10 +158,10 @@ def test_random_weight_images_are_never_admitted_to_training(dataset, settings, 
     from fiftyone import ViewField as F
 
     assert len(dataset.match(F("split") == "train").exists("generator")) == 0
-    assert len(training_view(dataset)) == 2  # the real train parents, less the leaked one
+    assert len(store.training_view(dataset)) == 2  # the real train parents, less the leaked one
     # even if a later job wrongly sets split train, the training view still drops them
     dataset.select(report.added).set_values("split", ["train"] * len(report.added))
-    assert len(training_view(dataset)) == 2
+    assert len(store.training_view(dataset)) == 2
 
 
 def test_run_batched_halves_on_out_of_memory():
