@@ -41,7 +41,9 @@ def import_graph() -> dict[str, set[str]]:
     for module, path in files.items():
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").startswith("curation"):
-                targets = [node.module, *(f"{node.module}.{a.name}" for a in node.names)]
+                submodules = [f"{node.module}.{a.name}" for a in node.names if f"{node.module}.{a.name}" in files]
+                # `from pkg import submodule` depends on the submodule; `from pkg import name`, on pkg
+                targets = submodules if len(submodules) == len(node.names) else [node.module, *submodules]
             elif isinstance(node, ast.Import):
                 targets = [a.name for a in node.names if a.name.startswith("curation")]
             else:
