@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from curation import store
-from curation.evaluate.job import FAILURE_VIEWS, WORKSPACE_NAME, evaluate_predictions, slice_table
+from curation.evaluate.job import FAILURE_VIEWS, WORKSPACE_NAME, evaluate_predictions
+from curation.stage1.metrics import slice_table
 
 # (truth, predicted label, p_roadwork, slices, tags)
 ROWS = [

@@ -19,26 +19,12 @@ import numpy as np
 
 from curation import schema, store
 from curation.errors import SchemaError
-from curation.stage1 import metrics
+from curation.stage1.metrics import SliceMetrics, slice_table
 
 if TYPE_CHECKING:
     import fiftyone.core.collections as foc
 
 FAILURE_VIEWS, WORKSPACE_NAME = schema.FAILURE_VIEWS, schema.FAILURE_WORKSPACE
-
-
-@dataclass(frozen=True)
-class SliceMetrics:
-    """Metrics on one slice; ``n == 0`` slices carry None, never a metric of 0."""
-
-    name: str
-    n: int
-    mcc: float | None = None
-    accuracy: float | None = None
-    precision: float | None = None
-    recall: float | None = None
-    auroc: float | None = None
-    reward: float | None = None
 
 
 @dataclass(frozen=True)
@@ -53,42 +39,6 @@ class EvaluationReport:
 
     def as_rows(self) -> list[dict[str, Any]]:
         return [asdict(self.overall)] + [asdict(s) for s in self.slices]
-
-
-def slice_metrics(name: str, y_true: np.ndarray, y_pred: np.ndarray, p: np.ndarray, *, seed: int = 0) -> SliceMetrics:
-    """Pure: metrics for one slice of 0/1 labels, 0/1 decisions and probabilities."""
-    if len(y_true) == 0:
-        return SliceMetrics(name=name, n=0)
-    auroc = metrics.auroc(y_true, p)
-    reward = metrics.reward_estimate(y_true, y_pred, seed=seed)
-    return SliceMetrics(
-        name=name,
-        n=int(len(y_true)),
-        mcc=metrics.mcc(y_true, y_pred),
-        accuracy=metrics.accuracy(y_true, y_pred),
-        precision=metrics.precision(y_true, y_pred),
-        recall=metrics.recall(y_true, y_pred),
-        auroc=None if np.isnan(auroc) else auroc,
-        reward=None if np.isnan(reward) else reward,
-    )
-
-
-def slice_table(
-    y_true: np.ndarray,
-    y_pred: np.ndarray,
-    p: np.ndarray,
-    sample_slices: list[list[str]],
-    *,
-    slice_names: tuple[str, ...] = schema.SLICES,
-    seed: int = 0,
-) -> tuple[SliceMetrics, tuple[SliceMetrics, ...]]:
-    """Pure: overall metrics and one row per slice (membership from each sample's slice list)."""
-    overall = slice_metrics("overall", y_true, y_pred, p, seed=seed)
-    rows = []
-    for name in slice_names:
-        mask = np.array([name in (s or ()) for s in sample_slices], dtype=bool)
-        rows.append(slice_metrics(name, y_true[mask], y_pred[mask], p[mask], seed=seed) if mask.size else SliceMetrics(name, 0))
-    return overall, tuple(rows)
 
 
 def evaluate_predictions(

@@ -358,21 +358,21 @@ def _run_retrain(settings: Settings, dataset: Any, config: RetrainConfig, *, run
     champion = registry.resolve_model(settings.replace(stage1_serving=None), "champion") if champion_version else None
     evaluation: dict[str, Any] = {}
     decided = {"challenger": (calib.p >= model.config.threshold).astype(int)}
-    evaluation["challenger"] = {"calib": slice_rows(calib.y, decided["challenger"], calib.slices)}
+    evaluation["challenger"] = {"calib": slice_rows(calib.y, decided["challenger"], calib.p, calib.slices)}
     interval = None
     if champion is not None:
         champ_calib = score_queries(champion, clean.match({"split": schema.Split.CALIB}), seed=config.calib_seed)
         decided["champion"] = (champ_calib.p >= champion.config.threshold).astype(int)
-        evaluation["champion"] = {"calib": slice_rows(champ_calib.y, decided["champion"], champ_calib.slices)}
+        evaluation["champion"] = {"calib": slice_rows(champ_calib.y, decided["champion"], champ_calib.p, champ_calib.slices)}
         rule = config.promotion
         interval = paired_mcc_interval(calib.y, decided["challenger"], decided["champion"], n=rule.bootstrap, confidence=rule.confidence, seed=config.calib_seed)
     synth_view = clean.match({"split": schema.Split.VAL_SYNTHETIC})
     if synth_view.count():
         s = score_queries(model, synth_view, seed=config.calib_seed)
-        evaluation["challenger"]["val_synthetic"] = slice_rows(s.y, (s.p >= model.config.threshold).astype(int), s.slices)
+        evaluation["challenger"]["val_synthetic"] = slice_rows(s.y, (s.p >= model.config.threshold).astype(int), s.p, s.slices)
         if champion is not None:
             cs = score_queries(champion, synth_view, seed=config.calib_seed)
-            evaluation["champion"]["val_synthetic"] = slice_rows(cs.y, (cs.p >= champion.config.threshold).astype(int), cs.slices)
+            evaluation["champion"]["val_synthetic"] = slice_rows(cs.y, (cs.p >= champion.config.threshold).astype(int), cs.p, cs.slices)
 
     promoted, reasons = decide_promotion(
         evaluation["challenger"]["calib"], evaluation.get("champion", {}).get("calib"), interval, config.promotion

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from curation.errors import InputError
+from curation.schema import SLICES
 
 
 @dataclass(frozen=True)
@@ -165,3 +166,62 @@ def evaluate(y_true, scores, *, threshold: float = 0.5, seed: int = 0) -> Binary
         auroc=auroc(y, s),
         reward=reward_estimate(y, decided, seed=seed),
     )
+
+
+# Per-slice tables: the one table evaluation, promotion and reports read ----------------------
+
+
+@dataclass(frozen=True)
+class SliceMetrics:
+    """Metrics on one slice; ``n == 0`` slices carry None, never a metric of 0."""
+
+    name: str
+    n: int
+    positives: int | None = None
+    mcc: float | None = None
+    accuracy: float | None = None
+    precision: float | None = None
+    recall: float | None = None
+    auroc: float | None = None
+    reward: float | None = None
+    fpr: float | None = None  # the rate hard negatives are meant to move (orange_distractor holds only negatives)
+
+
+def slice_metrics(name: str, y_true: np.ndarray, y_pred: np.ndarray, p: np.ndarray, *, seed: int = 0) -> SliceMetrics:
+    """Pure: metrics for one slice of 0/1 labels, 0/1 decisions and probabilities."""
+    if len(y_true) == 0:
+        return SliceMetrics(name=name, n=0)
+    area = auroc(y_true, p)
+    reward = reward_estimate(y_true, y_pred, seed=seed)
+    y, d = binary_arrays(y_true, y_pred)
+    negatives = int((y == 0).sum())
+    return SliceMetrics(
+        name=name,
+        n=int(len(y)),
+        positives=int(y.sum()),
+        mcc=mcc(y, d),
+        accuracy=accuracy(y, d),
+        precision=precision(y, d),
+        recall=recall(y, d),
+        auroc=None if np.isnan(area) else area,
+        reward=None if np.isnan(reward) else reward,
+        fpr=float(((d == 1) & (y == 0)).sum() / negatives) if negatives else None,
+    )
+
+
+def slice_table(
+    y_true: np.ndarray,
+    y_pred: np.ndarray,
+    p: np.ndarray,
+    sample_slices: list[list[str]],
+    *,
+    slice_names: tuple[str, ...] = SLICES,
+    seed: int = 0,
+) -> tuple[SliceMetrics, tuple[SliceMetrics, ...]]:
+    """Pure: overall metrics and one row per slice (membership from each sample's slice list)."""
+    overall = slice_metrics("overall", y_true, y_pred, p, seed=seed)
+    rows = []
+    for name in slice_names:
+        mask = np.array([name in (s or ()) for s in sample_slices], dtype=bool)
+        rows.append(slice_metrics(name, y_true[mask], y_pred[mask], p[mask], seed=seed) if mask.size else SliceMetrics(name, 0))
+    return overall, tuple(rows)

@@ -8,7 +8,7 @@ and no slice of a useful size regresses beyond the allowed margin.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -57,24 +57,13 @@ def paired_mcc_interval(y: np.ndarray, a: np.ndarray, b: np.ndarray, *, n: int, 
     return float(diff), float(lo), float(hi)
 
 
-def slice_rows(y_true: np.ndarray, decided: np.ndarray, slices: Sequence[Sequence[str]]) -> dict[str, dict[str, float | int | None]]:
-    """``{slice: {n, positives, mcc, accuracy, fpr}}`` for ``overall`` and every slice (n = 0 rows kept)."""
-    rows: dict[str, dict[str, float | int | None]] = {}
-    for name in ("overall", *SLICES):
-        mask = np.ones(len(y_true), bool) if name == "overall" else np.array([name in s for s in slices], bool)
-        if not mask.any():
-            rows[name] = {"n": 0, "mcc": None, "accuracy": None, "fpr": None}
-            continue
-        y, d = y_true[mask], decided[mask]
-        negatives = int((y == 0).sum())
-        rows[name] = {
-            "n": int(mask.sum()),
-            "positives": int(y.sum()),
-            "mcc": metrics.mcc(y, d),
-            "accuracy": metrics.accuracy(y, d),
-            "fpr": float(((d == 1) & (y == 0)).sum() / negatives) if negatives else None,
-        }
-    return rows
+def slice_rows(
+    y_true: np.ndarray, decided: np.ndarray, p: np.ndarray, slices: Sequence[Sequence[str]]
+) -> dict[str, dict[str, float | int | None]]:
+    """``{slice: row}`` for ``overall`` and every slice, rows of :func:`metrics.slice_table` (the
+    table evaluation reports; n = 0 rows kept with None metrics)."""
+    overall, rows = metrics.slice_table(y_true, decided, p, [list(s) for s in slices])
+    return {m.name: asdict(m) for m in (overall, *rows)}
 
 
 def slice_score(row: dict[str, Any]) -> tuple[str, float | None]:
