@@ -72,6 +72,13 @@ def test_evaluation_matches_hand_counts(dataset):
     assert run["_id"] == report.run_id and run["model_version"] == "0.0.1"
     assert run["table"][0]["n"] == 6
 
+    # the validator's windowed reward, under every contract, beside MCC (simulated; see test_reward_window.py)
+    assert set(report.rewards) == {"streetvision-2025-11", "streetvision-2026-04", "streetvision-2026-05"} == set(run["rewards"])
+    for r in report.rewards.values():
+        assert 0.0 <= r["low"] <= r["mean"] <= r["high"] <= 1.0
+    assert report.rewards["streetvision-2026-05"]["consensus_share"] == 0.1
+    assert any("consensus assumed = truth" in line for line in report.reward_lines())
+
 
 def test_rerun_overwrites_same_fields(dataset):
     _add(dataset)

@@ -51,6 +51,8 @@ def test_promote_refuse_resume_force_and_restore(settings, loaded, monkeypatch):
     assert (version_dir / "stage1.json").is_file() and (version_dir / "gate.json").is_file()
     assert (first.bundle_dir / "config.json").is_file() and (first.bundle_dir / "model_card.json").is_file()
     assert first.report_path.is_file() and (first.run_dir / "pr_curve.png").is_file()
+    report_md = first.report_path.read_text()
+    assert "| streetvision-2026-05 |" in report_md and "Expected validator reward on calib" in report_md  # reward beside MCC
     snapshot = first.run_dir / "snapshot"
     assert len((snapshot / "labels.jsonl").read_text().splitlines()) == len(loaded)
     assert json.loads((snapshot / "manifest.json").read_text())["n_samples"] == len(loaded)

@@ -209,6 +209,8 @@ def evaluate_target(collection: foc.SampleCollection, *, view: str = "stored") -
         "n_missing": report.n_missing,
         "eval_key": key,
         "run_id": report.run_id,
+        "rewards": report.rewards,
+        "reward_lines": report.reward_lines(),
     }
 
 

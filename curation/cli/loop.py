@@ -94,6 +94,8 @@ def evaluate_command(
         cells = [row.mcc, row.accuracy, row.precision, row.recall, row.auroc, row.reward]
         table.add_row(row.name, str(row.n), *("—" if v is None else f"{v:.3f}" for v in cells))
     console.print(table)
+    for line in report.reward_lines():
+        console.print(line)
     console.print(
         f"{report.n_label_conflicts_excluded} label_conflict samples excluded, {report.n_missing} without label or prediction. "
         f"Saved views: failures/false_positives, failures/false_negatives, slices/*; workspace 'failure browsing'."

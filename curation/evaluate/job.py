@@ -12,7 +12,7 @@ Example:
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -20,6 +20,8 @@ import numpy as np
 from curation import schema, store
 from curation.errors import SchemaError
 from curation.stage1.metrics import SliceMetrics, slice_table
+from curation.stage1.query_policies import available_policies, load_policy
+from curation.stage1.reward_window import rewards_by_policy
 
 if TYPE_CHECKING:
     import fiftyone.core.collections as foc
@@ -36,9 +38,19 @@ class EvaluationReport:
     n_label_conflicts_excluded: int
     n_missing: int
     run_id: str | None = None
+    rewards: dict[str, dict[str, Any]] = field(default_factory=dict)  # per contract: reward_window.RewardEstimate
 
     def as_rows(self) -> list[dict[str, Any]]:
         return [asdict(self.overall)] + [asdict(s) for s in self.slices]
+
+    def reward_lines(self) -> list[str]:
+        """The expected validator reward under each contract, one line each."""
+        return [
+            f"{name}: expected reward {r['mean']:.3f} ({r['confidence']:.0%} interval [{r['low']:.3f}, {r['high']:.3f}]; "
+            f"one history: {r['spread_low']:.3f}-{r['spread_high']:.3f}; consensus share {r['consensus_share']:.0%}"
+            + (", consensus assumed = truth)" if r["consensus_from"] == "truth" and r["consensus_share"] else ")")
+            for name, r in self.rewards.items()
+        ]
 
 
 def evaluate_predictions(
@@ -58,9 +70,9 @@ def evaluate_predictions(
     from fiftyone import ViewField as F
 
     schema_fields = collection.get_field_schema()
-    for field in (pred_field, gt_field):
-        if field not in schema_fields:
-            raise SchemaError(f"Field `{field}` does not exist on `{store.root_dataset(collection).name}`; run `curation predict` first.")
+    for name in (pred_field, gt_field):
+        if name not in schema_fields:
+            raise SchemaError(f"Field `{name}` does not exist on `{store.root_dataset(collection).name}`; run `curation predict` first.")
     dataset = store.root_dataset(collection)
     n_conflicts = collection.match_tags(schema.TAG_LABEL_CONFLICT).count()
     scored = collection.match_tags(schema.TAG_LABEL_CONFLICT, bool=False).exists(pred_field).exists(gt_field)
@@ -90,6 +102,9 @@ def evaluate_predictions(
                 dataset.save_view(f"slices/{row.name}", scored.match(F("slices").contains(row.name)), overwrite=True)
         _save_failure_workspace(dataset)
 
+    both_classes = y_true.size and 0 < y_true.sum() < y_true.size
+    policies = [load_policy(name) for name in available_policies()]
+    rewards = rewards_by_policy(y_true, y_pred, policies, seed=seed) if both_classes else {}
     report = EvaluationReport(
         eval_key=eval_key,
         pred_field=pred_field,
@@ -97,6 +112,7 @@ def evaluate_predictions(
         slices=rows,
         n_label_conflicts_excluded=n_conflicts,
         n_missing=n_missing,
+        rewards={name: asdict(r) for name, r in rewards.items()},
     )
     run_id = store.record_run(
         dataset,
@@ -108,6 +124,7 @@ def evaluate_predictions(
             "table": report.as_rows(),
             "n_label_conflicts_excluded": n_conflicts,
             "n_missing": n_missing,
+            "rewards": report.rewards,
         },
     )
     return replace(report, run_id=run_id)

@@ -14,7 +14,7 @@ import re
 import shutil
 import subprocess
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,8 @@ from curation.stage1 import calibrate
 from curation.stage1.gate import GateConfig
 from curation.stage1.model import Stage1Config, Stage1Model
 from curation.stage1.promotion import PromotionRule, decide_promotion, paired_mcc_interval, slice_rows
+from curation.stage1.query_policies import available_policies, load_policy
+from curation.stage1.reward_window import rewards_by_policy
 from curation.stage1.train import TrainConfig
 from curation.stage1.views import ViewPolicy
 from curation.store import registry
@@ -357,6 +359,7 @@ def _run_retrain(settings: Settings, dataset: Any, config: RetrainConfig, *, run
     # dtype, compiled) would make the paired comparison compare numerics as well as models.
     champion = registry.resolve_model(settings.replace(stage1_serving=None), "champion") if champion_version else None
     evaluation: dict[str, Any] = {}
+    policies = [load_policy(name) for name in available_policies()]
     decided = {"challenger": (calib.p >= model.config.threshold).astype(int)}
     evaluation["challenger"] = {"calib": slice_rows(calib.y, decided["challenger"], calib.p, calib.slices)}
     interval = None
@@ -374,6 +377,11 @@ def _run_retrain(settings: Settings, dataset: Any, config: RetrainConfig, *, run
             cs = score_queries(champion, synth_view, seed=config.calib_seed)
             evaluation["champion"]["val_synthetic"] = slice_rows(cs.y, (cs.p >= champion.config.threshold).astype(int), cs.p, cs.slices)
 
+    scored = {"challenger": calib.y, **({"champion": champ_calib.y} if champion is not None else {})}
+    evaluation["reward"] = {
+        who: {name: asdict(r) for name, r in rewards_by_policy(y, decided[who], policies, seed=config.calib_seed).items()}
+        for who, y in scored.items() if 0 < y.sum() < y.size
+    }  # fmt: skip
     promoted, reasons = decide_promotion(
         evaluation["challenger"]["calib"], evaluation.get("champion", {}).get("calib"), interval, config.promotion
     )

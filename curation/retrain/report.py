@@ -99,6 +99,16 @@ def write_report(
             c = champ.get(name, {})
             lines.append(f"| {split} | {name} | {row['n']} | {_fmt(row['mcc'])} | {_fmt(c.get('mcc'))} | {_fmt(row['fpr'])} | {_fmt(c.get('fpr'))} |")
     lines.append("")
+    rewards = evaluation.get("reward", {})
+    if rewards:
+        lines += ["Expected validator reward on calib (the validator's windows simulated per contract; 90% bootstrap interval):", "",
+                  "| contract | challenger | champion |", "|---|---|---|"]  # fmt: skip
+        for name, r in rewards.get("challenger", {}).items():
+            c = rewards.get("champion", {}).get(name)
+            champ = f"{c['mean']:.3f} [{c['low']:.3f}, {c['high']:.3f}]" if c else "—"
+            lines.append(f"| {name} | {r['mean']:.3f} [{r['low']:.3f}, {r['high']:.3f}] | {champ} |")
+        lines += ["", "The promotion rule judges calib MCC on the platform's validator queries (the 2025-11 crop-and-augment model); "
+                  "consensus-scored tasks (2026-05) are assumed to agree with the truth.", ""]  # fmt: skip
     for title, path in plots.items():
         lines += [f"## {title}", "", f"![{title}]({Path(path).name})", ""]
     out = run_dir / "report.md"

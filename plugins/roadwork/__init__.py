@@ -122,6 +122,8 @@ class EvaluateStage1(_Operator):
     def execute(self, ctx):
         result = cops.evaluate_target(ctx.target_view(), view=ctx.params.get("view", "stored"))
         result["summary"] = cops.rows_markdown(result["rows"], ("name", "n", "mcc", "accuracy", "precision", "recall", "reward"))
+        if result["reward_lines"]:
+            result["summary"] += "\n\nExpected validator reward per contract:\n\n" + "\n".join(f"- {line}" for line in result["reward_lines"])
         ctx.trigger("reload_dataset")
         return result
 
