@@ -249,13 +249,13 @@ def holdout_mask(groups: Sequence[str], fraction: float, seed: int = 0) -> list[
 
 
 def detector_training_view(collection: foc.SampleCollection, config: DetectorConfig) -> foc.SampleCollection:
-    """What Stage-1 may train on (:func:`curation.store.training_view`: no leak of any kind, no
-    label conflict, no unadmitted or random-generator image) from the box sources, with only the
+    """Samples a model may learn from (:func:`curation.store.trainable_samples`: no leak of any kind,
+    no label conflict, no unadmitted or random-generator image) from the box sources, with only the
     configured classes."""
     from fiftyone import ViewField as F
 
     return (
-        store.training_view(collection)
+        store.trainable_samples(collection)
         .match(F("sources").contains(list(config.sources)))
         .exists("primitives")
         .filter_labels("primitives", F("label").is_in(list(config.classes)), only_matches=False)
@@ -319,7 +319,7 @@ def train_detector(
     if len(ids) < 2:
         raise InputError(
             f"`{collection.name}` has {len(ids)} train-split sample(s) with `primitives` from "
-            f"{', '.join(config.sources)} (no `leak` tag); the detector needs at least 2 (one to hold out)."
+            f"{', '.join(config.sources)} that a model may train on (no leak, conflict or unadmitted tag); the detector needs at least 2 (one to hold out)."
         )
     held = holdout_mask([g or i for i, g in zip(ids, groups)], config.holdout_fraction, config.seed)
     parts = {
