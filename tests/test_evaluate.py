@@ -5,6 +5,7 @@ import math
 import fiftyone as fo
 import numpy as np
 import pytest
+from PIL import Image
 
 from curation import store
 from curation.evaluate.job import FAILURE_VIEWS, WORKSPACE_NAME, evaluate_predictions
@@ -110,8 +111,7 @@ def test_evidence_ceiling_replays_each_positive_query(dataset, tmp_path):
     from PIL import Image
 
     from curation.evaluate.job import evidence_ceiling
-    from curation.stage1.validator_view import validator_seed
-    from curation.stage1.validator_view import query_recipe
+    from curation.stage1.validator_view import query_recipe, validator_seed
 
     def level0_hash(start: int) -> str:  # a content hash whose seed-0 query draws level 0
         return next(f"{k:064x}" for k in range(start, start + 1000) if query_recipe(validator_seed(f"{k:064x}", 0), 640, 360).level == 0)
@@ -136,3 +136,32 @@ def test_evidence_ceiling_replays_each_positive_query(dataset, tmp_path):
         sample.save()
     again = evidence_ceiling(dataset, seed=0)
     assert (again.positives, again.kept, again.without_boxes) == (3, 2, 1)
+
+
+def test_shortcut_checks_flag_a_brightness_shortcut_on_stored_images_and_every_contract(dataset, tmp_path):
+    """Positives bright, negatives dark: the label follows brightness in every view of the images
+    (as stored, and as each contract renders them); constant cues report no signal, not 0.5."""
+    from curation.evaluate.job import shortcut_checks
+
+    rng = np.random.default_rng(0)
+    samples = []
+    for i in range(16):
+        positive = i % 2 == 0
+        pixels = rng.integers(150, 256, (90, 160, 3)) if positive else rng.integers(0, 100, (90, 160, 3))
+        path = tmp_path / f"s{i}.jpg"
+        Image.fromarray(pixels.astype(np.uint8)).save(path, quality=90)
+        label = "roadwork" if positive else "no_roadwork"
+        predicted = label if i % 4 else ("no_roadwork" if positive else "roadwork")  # every 4th wrong
+        samples.append(fo.Sample(filepath=str(path), ground_truth=fo.Classification(label=label),
+                                 stage1=fo.Classification(label=predicted, p_roadwork=0.5)))
+    dataset.add_samples(samples)
+    by_view = shortcut_checks(dataset)
+    assert set(by_view) == {"stored", "streetvision-2025-11", "streetvision-2026-04", "streetvision-2026-05"}
+    for name, rows in by_view.items():
+        cues = {r.cue: r for r in rows}
+        assert cues["brightness"].label_auroc == 1.0 and cues["brightness"].flagged, name
+        assert cues["brightness"].n == 16
+    stored = {r.cue: r for r in by_view["stored"]}
+    assert stored["jpeg_quality"].label_auroc is None  # every file saved at 90: constant, no signal
+    native = {r.cue: r for r in by_view["streetvision-2026-05"]}
+    assert native["megapixels"].label_auroc is None  # native size kept for every image

@@ -75,12 +75,13 @@ def evaluate_command(
     view: Annotated[str, typer.Option(help="'stored' predictions or 'validator'-view predictions.")] = "stored",
     eval_key: Annotated[str | None, typer.Option(help="Evaluation key (default eval_stage1 / eval_validator).")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the 50/50 rebalanced reward resample.")] = 0,
+    shortcuts: Annotated[bool, typer.Option(help="Also check shortcut cues (black bars, JPEG quality, brightness, blur, size, synthetic) per contract.")] = False,
 ) -> None:
-    """Binary evaluation with per-sample TP/FP/FN/TN, per-slice metrics and failure views."""
+    """Binary evaluation with per-sample TP/FP/FN/TN, per-slice metrics, failure views and the expected validator reward."""
     from rich.table import Table
 
     from curation import store
-    from curation.evaluate.job import evaluate_predictions
+    from curation.evaluate.job import evaluate_predictions, shortcut_checks
 
     settings = load_settings(settings_file)
     dataset = store.open_dataset(settings, create=False)
@@ -100,6 +101,21 @@ def evaluate_command(
         f"{report.n_label_conflicts_excluded} label_conflict samples excluded, {report.n_missing} without label or prediction. "
         f"Saved views: failures/false_positives, failures/false_negatives, slices/*; workspace 'failure browsing'."
     )
+    if shortcuts:
+        _print_shortcuts(shortcut_checks(_target(dataset, split, None), pred_field=pred_field, seed=seed))
+
+
+def _print_shortcuts(by_view: dict) -> None:
+    from rich.table import Table
+
+    table = Table(title="Shortcut cues: AUROC of the cue alone for the label / for Stage-1's errors (0.5 = none)")
+    for col in ("images", "cue", "n", "label AUROC", "error AUROC", "label corr", "error corr", ""):
+        table.add_column(col, justify="left" if col in ("images", "cue", "") else "right")
+    for name, rows in by_view.items():
+        for r in rows:
+            cells = (r.label_auroc, r.error_auroc, r.label_corr, r.error_corr)
+            table.add_row(name, r.cue, str(r.n), *("—" if v is None else f"{v:.3f}" for v in cells), "FLAG" if r.flagged else "")
+    console.print(table)
 
 
 @command("gate")

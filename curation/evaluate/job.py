@@ -16,12 +16,15 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from PIL import Image
 
 from curation import schema, store
-from curation.errors import SchemaError
+from curation.errors import InputError, SchemaError
 from curation.stage1.metrics import SliceMetrics, slice_table
-from curation.stage1.query_policies import available_policies, load_policy
+from curation.stage1.query_policies import available_policies, load_policy, render_query
 from curation.stage1.reward_window import rewards_by_policy
+from curation.stage1.shortcuts import CUES, ShortcutRow, image_cues, shortcut_table
+from curation.stage1.validator_view import query_key, validator_seed
 
 if TYPE_CHECKING:
     import fiftyone.core.collections as foc
@@ -177,9 +180,8 @@ def evidence_ceiling(
     Boxes come from ``boxes_by_hash`` (content hash → relative ``[x0, y0, x1, y1]``, e.g. the demo
     corpus's truth), else from the sample's ``primitives`` (roadwork classes only).
     """
-    from PIL import Image
 
-    from curation.stage1.validator_view import evidence_kept, query_key, query_recipe, validator_seed
+    from curation.stage1.validator_view import evidence_kept, query_recipe
 
     positives = collection.match({"ground_truth.label": str(schema.Label.ROADWORK)})
     fields = ["id", "content_hash", "filepath", "primitives.detections"] if positives.has_field("primitives") else ["id", "content_hash", "filepath"]
@@ -200,3 +202,44 @@ def evidence_ceiling(
         counted += 1
         kept += evidence_kept(recipe, boxes, width, height, min_fraction=min_fraction)
     return EvidenceCeiling(positives=counted, kept=kept, without_boxes=missing, min_fraction=min_fraction)
+
+
+def shortcut_checks(
+    collection: foc.SampleCollection,
+    *,
+    policies: list[str] | None = None,
+    pred_field: str = "stage1",
+    gt_field: str = "ground_truth",
+    seed: int = 0,
+) -> dict[str, list[ShortcutRow]]:
+    """Shortcut cues against the label and Stage-1's errors, on the stored images and on each
+    contract's queries (``{"stored" | policy name: rows}``); see :mod:`curation.stage1.shortcuts`.
+
+    Stage-1's errors are its stored predictions' (made on the stored images or one query each);
+    a contract's rows ask whether a validator's rendering of these images carries a cue the label
+    follows (letterbox bars, a JPEG quality) that a model could learn instead of roadwork.
+    """
+    from curation.media import open_rgb
+
+    scored = collection.match_tags(schema.TAG_LABEL_CONFLICT, bool=False).exists(pred_field).exists(gt_field)
+    ids, paths, hashes, gt, pred, slices = scored.values(
+        ["id", "filepath", "content_hash", f"{gt_field}.label", f"{pred_field}.label", "slices"]
+    )
+    if not ids:
+        raise InputError(f"No labelled samples with `{pred_field}` to check; run `curation predict` first.")
+    y = np.array([g == schema.Label.ROADWORK for g in gt], dtype=int)
+    wrong = np.array([g != q for g, q in zip(gt, pred, strict=True)], dtype=int)
+    contracts = [load_policy(name) for name in (policies if policies is not None else available_policies())]
+    cues: dict[str, list[dict[str, float]]] = {"stored": [], **{c.name: [] for c in contracts}}
+    for sample_id, path, digest, sample_slices in zip(ids, paths, hashes, slices, strict=True):
+        synthetic = "synthetic" in (sample_slices or [])
+        with Image.open(path) as stored:
+            cues["stored"].append(image_cues(stored, synthetic=synthetic))
+        image = open_rgb(path)
+        for contract in contracts:
+            query = render_query(image, contract, seed=validator_seed(query_key(sample_id, digest), seed))
+            cues[contract.name].append(image_cues(query, synthetic=synthetic))
+    return {
+        name: shortcut_table({cue: np.array([row[cue] for row in rows]) for cue in CUES}, y, wrong)
+        for name, rows in cues.items()
+    }
