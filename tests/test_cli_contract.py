@@ -12,9 +12,13 @@ import pytest
 from curation.app import operators as cops
 from curation.cli import app
 from curation.evaluate.gate_job import GateJobConfig
+from curation.label.detector import DetectorConfig
+from curation.label.human_labels import OrangeQueueConfig
 from curation.mine.job import MiningConfig
 from curation.stage1.gate import GateConfig
 from curation.stage2.routing import RoutingConfig
+from curation.synth.admission import AdmissionConfig
+from curation.synth.pipeline import GeneratorConfig
 from curation.typed_config import setting_info
 
 
@@ -58,6 +62,12 @@ def test_every_config_backed_cli_option_defaults_to_its_config():
         ("gate", "kind", GateConfig),
         ("evidence", "r_accept", RoutingConfig),
         ("evidence", "default", RoutingConfig),
+        ("label orange-candidates", "min_orange_share", OrangeQueueConfig),
+        ("detector propose", "conf", DetectorConfig),
+        ("detector propose", "iou", DetectorConfig),
+        ("detector propose", "imgsz", DetectorConfig),
+        ("synth", "max_hamming", AdmissionConfig),
+        ("synth", "random_weights", GeneratorConfig),
     ],
 )
 def test_options_the_app_also_offers_come_from_the_config(command, param, cls):

@@ -10,7 +10,8 @@ from typing import Annotated
 
 import typer
 
-from curation.cli.base import SettingsOption, app, console, friendly_errors, load_settings
+from curation.cli.base import SettingsOption, app, config_option, console, friendly_errors, load_settings
+from curation.label.human_labels import OrangeQueueConfig
 
 label_app = typer.Typer(help="Label queues and human label changes (recorded with history).", no_args_is_help=True)
 app.add_typer(label_app, name="label")
@@ -40,10 +41,10 @@ def _select(dataset, ids: list[str]):
 def orange_candidates_command(
     settings_file: SettingsOption = None,
     limit: Annotated[int, typer.Option(min=1, help="Rows to print.")] = 20,
-    min_orange_share: Annotated[float, typer.Option(min=0.0, max=1.0)] = 0.02,
+    min_orange_share: Annotated[float, config_option(OrangeQueueConfig, "min_orange_share")] = OrangeQueueConfig.min_orange_share,
 ) -> None:
     """Likely orange false positives first: orange_share × p_roadwork, then failure_risk (saved view)."""
-    from curation.label.human_labels import ORANGE_VIEW, OrangeQueueConfig, orange_candidates
+    from curation.label.human_labels import ORANGE_VIEW, orange_candidates
 
     _, dataset = _open(settings_file)
     view = orange_candidates(dataset, OrangeQueueConfig(min_orange_share=min_orange_share))

@@ -21,8 +21,9 @@ from typing import Annotated
 
 import typer
 
-from curation.cli.base import SettingsOption, app, command, console, friendly_errors, load_settings
+from curation.cli.base import SettingsOption, app, command, config_option, console, friendly_errors, load_settings
 from curation.errors import ConfigError
+from curation.label.detector import DetectorConfig
 
 detector_app = typer.Typer(
     name="detector",
@@ -62,7 +63,7 @@ def detector_train_command(
 ) -> None:
     """Train a YOLO detector on the train-split ROADWork/Roboflow `primitives`; write weights and a card."""
     from curation import store
-    from curation.label.detector import DetectorConfig, train_detector
+    from curation.label.detector import train_detector
 
     settings = load_settings(settings_file)
     config = DetectorConfig.from_yaml(
@@ -85,10 +86,10 @@ def detector_train_command(
 @friendly_errors
 def detector_propose_command(
     weights: Annotated[Path, typer.Argument(help="Local detector weights (detector.pt from `detector train`).")],
-    conf: Annotated[float, typer.Option(help="Keep boxes at or above this confidence.")] = 0.25,
-    iou: Annotated[float, typer.Option(help="NMS IoU threshold.")] = 0.7,
-    imgsz: Annotated[int, typer.Option(help="Inference image side.")] = 640,
-    device: Annotated[str, typer.Option(help="cpu or a GPU index.")] = "cpu",
+    conf: Annotated[float, config_option(DetectorConfig, "conf")] = DetectorConfig.conf,
+    iou: Annotated[float, config_option(DetectorConfig, "iou")] = DetectorConfig.iou,
+    imgsz: Annotated[int, config_option(DetectorConfig, "imgsz")] = DetectorConfig.imgsz,
+    device: Annotated[str, config_option(DetectorConfig, "device")] = DetectorConfig.device,
     batch_size: Annotated[int, typer.Option(help="Images per forward and per database write.")] = 16,
     field: Annotated[str, typer.Option(help="Field to write.")] = "primitive_proposals",
     include_boxed: Annotated[bool, typer.Option(help="Also propose on samples that already have `primitives`.")] = False,

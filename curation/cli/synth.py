@@ -19,8 +19,10 @@ from typing import Annotated
 
 import typer
 
-from curation.cli.base import SettingsOption, command, console, load_settings, print_counts
+from curation.cli.base import SettingsOption, command, config_option, console, load_settings, print_counts
 from curation.errors import ConfigError
+from curation.synth.admission import AdmissionConfig
+from curation.synth.pipeline import GeneratorConfig
 
 TINY_DEFAULTS = {"width": 64, "height": 64, "steps": 4}
 """Sizes used with ``--model tiny-random`` unless given: the tiny UNet's native 64×64."""
@@ -62,7 +64,7 @@ def synth_command(
     inpaint_model: Annotated[str | None, typer.Option(help="Dedicated SDXL inpainting checkpoint.")] = None,
     dtype: Annotated[str, typer.Option(help="auto | float32 | float16 | bfloat16.")] = "auto",
     device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N.")] = "auto",
-    random_weights: Annotated[bool, typer.Option(help="Model architecture with random weights (benchmarks; never admitted).")] = False,
+    random_weights: Annotated[bool, config_option(GeneratorConfig, "random_weights")] = GeneratorConfig.random_weights,
     steps: Annotated[int | None, typer.Option(help="Diffusion steps (default 30; 4 for tiny-random).")] = None,
     guidance: Annotated[float, typer.Option(help="Classifier-free guidance scale.")] = 5.0,
     strength: Annotated[float | None, typer.Option(help="img2img/inpaint strength (default 0.7 / 0.99).")] = None,
@@ -70,7 +72,7 @@ def synth_command(
     height: Annotated[int | None, typer.Option(help="Output height (default 1024; 64 for tiny-random).")] = None,
     batch_size: Annotated[int, typer.Option(help="Images per pipeline call (halved on out-of-memory).")] = 4,
     region: Annotated[str | None, typer.Option(help="Inpainting region x,y,w,h (relative) for every parent.")] = None,
-    max_hamming: Annotated[int, typer.Option(help="Perceptual-hash distance that counts as a near-duplicate.")] = 6,
+    max_hamming: Annotated[int, config_option(AdmissionConfig, "max_hamming")] = AdmissionConfig.max_hamming,
     tag: Annotated[str | None, typer.Option(help="Only parents carrying this tag.")] = None,
     prompt_bank: Annotated[Path | None, typer.Option(help="Prompt bank YAML (default models/synth/prompt_bank.yaml).")] = None,
     dry_run: Annotated[bool, typer.Option(help="Print the plan (labels, categories) and generate nothing.")] = False,
@@ -78,9 +80,8 @@ def synth_command(
 ) -> None:
     """Generate SDXL synthetic images (hard negatives, validator-style data, val_synthetic)."""
     from curation import store
-    from curation.synth.admission import AdmissionConfig
     from curation.synth.generate import hard_negative_stats, read_parents, synthesize
-    from curation.synth.pipeline import TINY, GeneratorConfig, load_pipelines
+    from curation.synth.pipeline import TINY, load_pipelines
     from curation.synth.plan import SynthJob, counts_by, plan_tasks
     from curation.synth.prompts import load_prompt_bank
     from curation.synth.targeting import allocate_budget

@@ -36,7 +36,7 @@ import PIL.Image
 
 from curation import schema, store
 from curation.errors import ConfigError, InputError, suggest
-from curation.typed_config import from_mapping, read_yaml_mapping
+from curation.typed_config import from_mapping, read_yaml_mapping, setting
 
 if TYPE_CHECKING:
     import fiftyone.core.collections as foc
@@ -79,10 +79,10 @@ class DetectorConfig:
     """
 
     model: str = "yolo11n.yaml"
-    imgsz: int = 640
+    imgsz: int = setting(640, help="Training and inference image side in pixels (multiple of 32).", low=32)
     epochs: int = 50
     batch: int = 16
-    device: str = "cpu"
+    device: str = setting("cpu", help="cpu, a GPU index (0) or several (0,1).")
     workers: int = 0
     holdout_fraction: float = 0.2
     seed: int = 0
@@ -90,8 +90,8 @@ class DetectorConfig:
     classes: tuple[str, ...] = schema.PRIMITIVE_CLASSES
     min_train_images: int = 200
     min_map50: float = 0.1
-    conf: float = 0.25
-    iou: float = 0.7
+    conf: float = setting(0.25, help="Keep proposals at or above this confidence.", low=0.0, high=1.0)
+    iou: float = setting(0.7, help="NMS IoU threshold of proposals.", low=0.0, high=1.0)
     max_det: int = 100
 
     def __post_init__(self) -> None:
@@ -466,12 +466,12 @@ def unboxed_view(collection: foc.SampleCollection) -> foc.SampleCollection:
 def propose(
     collection: foc.SampleCollection,
     weights: str | Path,
-    conf: float = 0.25,
+    conf: float = DetectorConfig.conf,
     *,
-    iou: float = 0.7,
-    imgsz: int = 640,
-    max_det: int = 100,
-    device: str = "cpu",
+    iou: float = DetectorConfig.iou,
+    imgsz: int = DetectorConfig.imgsz,
+    max_det: int = DetectorConfig.max_det,
+    device: str = DetectorConfig.device,
     batch_size: int = 16,
     field: str = PROPOSALS_FIELD,
     only_unboxed: bool = True,

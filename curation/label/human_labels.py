@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from curation import schema, store
 from curation.errors import InputError, suggest
+from curation.typed_config import setting
 
 if TYPE_CHECKING:
     import fiftyone.core.collections as foc
@@ -32,7 +33,7 @@ BOX_SOURCES = ("primitives_edit", "primitive_proposals", "sam_primitives")
 class OrangeQueueConfig:
     """Queue order: orange_share × p_roadwork (likely false positives first), then failure risk."""
 
-    min_orange_share: float = 0.02
+    min_orange_share: float = setting(0.02, help="Only samples at least this orange (share of orange pixels).", low=0.0, high=1.0)
 
 
 def _now() -> datetime:

@@ -32,6 +32,7 @@ import numpy as np
 from curation import schema
 from curation.errors import ConfigError
 from curation.schema import Label, Split
+from curation.typed_config import setting
 
 NEAR_DUPLICATE = "near_duplicate"
 CONFIDENT = "confident"
@@ -55,7 +56,7 @@ class AdmissionConfig:
             confidently right.
     """
 
-    max_hamming: int = 6
+    max_hamming: int = setting(6, help="Perceptual-hash distance (bits of 64) that counts as a near-duplicate.", low=0, high=64)
     reject_confident: bool = True
     confidence: float = 0.9
 

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from curation.errors import ConfigError, suggest
+from curation.typed_config import setting
 
 TINY = "tiny-random"
 """Model name that builds the tiny random SDXL pipeline instead of loading one."""
@@ -61,7 +62,7 @@ class GeneratorConfig:
     dtype: str = "auto"
     device: str = "auto"
     variant: str | None = None
-    random_weights: bool = False
+    random_weights: bool = setting(False, help="The model architecture with random weights (benchmarks; its images are never admitted).")
     local_files_only: bool = False
 
     def __post_init__(self) -> None:

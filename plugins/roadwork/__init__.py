@@ -159,9 +159,14 @@ class MineHardCases(_Operator):
 class OrangeCandidates(_Operator):
     name, label, icon = "orange_candidates", "Roadwork: orange hard-negative queue", "format_list_numbered"
     description = "Likely orange false positives first (orange share × p_roadwork, then failure risk)"
+    settings = ("min_orange_share",)
+
+    def form(self, ctx, inputs):
+        cops.config_inputs(inputs, human_labels.OrangeQueueConfig, self.settings, ctx.params)
 
     def execute(self, ctx):
-        view = human_labels.orange_candidates(ctx.target_view())
+        config = cops.config_from_params(human_labels.OrangeQueueConfig, ctx.params, self.settings)
+        view = human_labels.orange_candidates(ctx.target_view(), config)
         ctx.ops.set_view(view=view)
         return {"summary": f"{view.count()} candidates; saved view {human_labels.ORANGE_VIEW}."}
 
