@@ -88,15 +88,14 @@ def publish_command(
         console.print(f"[red]problem:[/] {problem}")
     if report.cold_latency_s is not None:
         console.print(
-            f"CPU latency of one 224×224 query, {report.num_views} views, {report.threads} threads "
+            f"CPU latency per query, {report.num_views} views, {report.threads} threads "
             f"(model load {report.load_s:.2f} s; validator timeout {report.timeout_s:.0f} s):"
         )
-        rows = [("eager PyTorch (miner detector)", report.cold_latency_s, report.warm_latency_s, report.warm_p99_s, report.probability)]
-        if report.onnx is not None:
-            o = report.onnx
-            rows.append(("ONNX Runtime", o.cold_s, o.p50_s, o.p99_s, o.probability))
-        for name, cold, p50, p99, prob in rows:
-            console.print(f"  {name:<32} first {cold * 1e3:8.1f} ms   p50 {p50 * 1e3:8.1f} ms   p99 {p99 * 1e3:8.1f} ms   P(Roadwork) {prob:.4f}")
+        for label, s in report.latency_rows():
+            console.print(
+                f"  {label:<44} first {s.cold_s * 1e3:8.1f} ms   p50 {s.p50_s * 1e3:8.1f} ms   p99 {s.p99_s * 1e3:8.1f} ms   "
+                f"P(Roadwork) {s.probability:.4f}"
+            )
     if report.passed:
         console.print(
             f"[bold green]PASS[/]: {version} answers within the {report.timeout_s:.0f} s timeout "

@@ -8,6 +8,7 @@ or ``AutoModelForImageClassification.from_pretrained(DIR, trust_remote_code=True
                                 id2label {0: "None", 1: "Roadwork"}
     configuration_roadwork.py   remote code (config)
     modeling_roadwork.py        remote code (model: views → DINOv3 or timm CNN → head → aggregator → shifted logits)
+    dinov3_plain.py             remote code (the DINOv3 ViT in plain torch, under transformers' parameter names)
     requirements.txt            what the remote code imports (timm only for a CNN backbone)
     model.safetensors           backbone + head + aggregator weights, float32
     preprocessor_config.json    ViTImageProcessor that only converts to RGB [0, 1] (no resize/crop/normalise)
@@ -46,7 +47,7 @@ import shutil
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +62,7 @@ from curation.stage1.views import IMAGENET_MEAN, IMAGENET_STD
 
 BUNDLE_FORMAT = "curation.bundle/1"
 TEMPLATE_DIR = Path(__file__).resolve().parent / "hf_template"
-REMOTE_CODE_FILES = ("configuration_roadwork.py", "modeling_roadwork.py")
+REMOTE_CODE_FILES = ("configuration_roadwork.py", "modeling_roadwork.py", "dinov3_plain.py")
 PREDICT_FILE = "roadwork_predict.py"
 WEIGHTS_FILE = "model.safetensors"
 CALIBRATION_FILE = "calibration.json"
@@ -73,8 +74,9 @@ AUTO_MAP = {
     "AutoModelForImageClassification": "modeling_roadwork.RoadworkForImageClassification",
 }
 ID2LABEL = {0: "None", 1: "Roadwork"}
-# DINOv3ViTConfig fields that define the architecture; everything else (labels, stage names, the
-# transformers version it was saved with) stays out so the bundle loads across 5.x releases.
+MIN_TRANSFORMERS = "4.45"  # oldest transformers the remote code supports (the subnet's miner pins ~4.45)
+# DINOv3ViTConfig fields that define the architecture (dinov3_plain.DINOv3Spec reads the ones inference
+# needs); everything else (labels, stage names, the transformers version) stays out of the bundle.
 BACKBONE_KEYS = (
     "patch_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "hidden_act",
     "attention_dropout", "initializer_range", "layer_norm_eps", "rope_theta", "image_size", "num_channels",
@@ -117,7 +119,7 @@ def export_bundle(
         ConfigError: a bad ``model_card`` or a non-JSON ``metrics``/``data_summary``/``gate``.
     """
     out_dir = Path(out_dir).expanduser()
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     card = model_card_record(model, model_card, now=now)
     extras = {"metrics": metrics, "data_summary": data_summary, "gate": gate}
     for name, value in extras.items():
@@ -217,7 +219,6 @@ def hf_config(model):
         data_fingerprint=cfg.data_fingerprint,
         id2label=dict(ID2LABEL),
         label2id={v: k for k, v in ID2LABEL.items()},
-        problem_type="single_label_classification",
     )
     config.architectures = ["RoadworkForImageClassification"]
     config.auto_map = dict(AUTO_MAP)
@@ -238,13 +239,17 @@ def backbone_fields(backbone) -> dict[str, Any]:
 
 
 def bundle_requirements(backbone) -> list[str]:
-    """What the bundle imports (``requirements.txt``): timm only for a CNN backbone."""
+    """What the bundle imports (``requirements.txt``): timm only for a CNN backbone.
+
+    transformers from :data:`MIN_TRANSFORMERS` (the StreetVision miner's pin; tested against 4.45.2 and
+    the platform's own release): the DINOv3 backbone is the bundle's plain-torch code, so no
+    transformers DINOv3 class is needed. torch ≥ 2.3 for ``torch.compiler.is_compiling``.
+    """
     import timm
-    import transformers
 
     from curation.stage1.cnn_backbone import CnnBackbone
 
-    needs = ["torch", f"transformers>={transformers.__version__.split('.')[0]}.0", "safetensors", "pillow"]
+    needs = ["torch>=2.3", f"transformers>={MIN_TRANSFORMERS}", "safetensors", "pillow"]
     return needs + ([f"timm>={timm.__version__}"] if isinstance(backbone, CnnBackbone) else [])
 
 

@@ -61,7 +61,10 @@ def backbone_line(backbone: str) -> str:
     """The card's backbone line: what the network is, what its weights learned, what it needs."""
     preset = _cnn_preset(backbone)
     if preset is None:
-        return f"- Backbone: DINOv3 ViT (`{backbone}`); per-view feature = CLS token ‖ mean patch token."
+        return (
+            f"- Backbone: DINOv3 ViT (`{backbone}`); per-view feature = CLS token ‖ mean patch token. It runs as plain "
+            "PyTorch (`dinov3_plain.py`, transformers' `DINOv3ViTModel` weight names), so no transformers DINOv3 class is needed."
+        )
     return (
         f"- Backbone: {preset.label}, timm `{preset.timm_model}`; per-view feature = average pool ‖ max pool of the "
         "last feature map. The remote code needs `timm` beside transformers (see `requirements.txt`). "
@@ -111,9 +114,11 @@ def render_readme(
         "",
         "## Model",
         backbone_line(config.backbone),
-        f"- Views: global + {views.grid}×{views.grid} tiles with {views.overlap:.3f} overlap"
-        f"{', plus horizontal flips' if views.flip else ''} = {n_views} views of {views.size}×{views.size}, "
-        "cut from the full-resolution image inside the model (antialiased when shrinking, ImageNet normalisation).",
+        (
+            f"- Views: global + {views.grid}×{views.grid} tiles with {views.overlap:.3f} overlap"
+            f"{', plus horizontal flips' if views.flip else ''} = {n_views} views of {views.size}×{views.size}, "
+            "cut from the full-resolution image inside the model (antialiased when shrinking, ImageNet normalisation)."
+        ),
         f"- Head: {'MLP ' + str(config.head_hidden) if config.head_hidden else 'linear'} on each view; "
         f"aggregator `{config.aggregator}`" + (f" (K={config.top_k})" if config.aggregator == "topk_mean" else "") + ".",
         "",
@@ -145,6 +150,10 @@ def render_readme(
         ),
         "",
         "## Use",
+        "Requirements: see `requirements.txt`. The remote code supports transformers >= 4.45 (the StreetVision",
+        "miner environment pins ~4.45) through the current release; it needs no transformers DINOv3 classes",
+        "(those exist only from 4.56 on): the DINOv3 backbone is the bundle's own `dinov3_plain.py`.",
+        "",
         "```python",
         "from transformers import pipeline",
         'clf = pipeline("image-classification", model="PATH_OR_REPO", trust_remote_code=True)',

@@ -79,9 +79,12 @@ To record which validator asked, pass its hotkey in the miner's `forward_image`:
 
 Import the folder into the curation platform with `curation ingest queries FOLDER`.
 
+The detector runs in the subnet's stock miner environment as it is (transformers ~4.45): the bundle
+supports transformers >= 4.45 and brings its own DINOv3 code, so nothing needs upgrading.
+
 ## Without the subnet
 `RoadworkDetector(config_name="/path/to/{config}")(pil_image)` works anywhere `torch` and
-`transformers` are installed; `../roadwork_predict.py` offers `predict(pil_image) -> float`.
+`transformers` (>= 4.45) are installed; `../roadwork_predict.py` offers `predict(pil_image) -> float`.
 """
 
 

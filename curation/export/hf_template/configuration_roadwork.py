@@ -1,7 +1,7 @@
 """Configuration of the StreetVision Stage-1 roadwork classifier (standalone, remote code).
 
-This file is copied into every exported bundle and loaded by ``transformers`` with
-``trust_remote_code=True``; it imports only the standard library and ``transformers``.
+This file is copied into every exported bundle and loaded by ``transformers`` (≥ 4.45) with
+``trust_remote_code=True``; it imports only the standard library and ``transformers.PretrainedConfig``.
 
 The model is a DINOv3 ViT backbone (or a timm CNN trunk) that scores a global view and ``view_grid × view_grid``
 overlapping tiles of the whole image with one per-view head, then pools the view logits
@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import math
 
-from transformers import PretrainedConfig
+from transformers import AutoImageProcessor, PretrainedConfig, ViTImageProcessor
+from transformers import __version__ as TRANSFORMERS_VERSION
 
 BACKBONE_TYPES = ("dinov3", "timm")
 AGGREGATORS = ("max", "topk_mean", "mean", "attention", "learned_weights")
@@ -24,10 +25,11 @@ class RoadworkConfig(PretrainedConfig):
     """Everything that rebuilds the Stage-1 model except its weights.
 
     Args:
-        backbone_config: keyword arguments of ``transformers.DINOv3ViTConfig``; for a CNN
+        backbone_config: the architecture fields of a ``DINOv3ViTConfig`` (same names, read by
+            ``dinov3_plain.DINOv3Spec``: no transformers DINOv3 class is needed); for a CNN
             (``backbone_type: timm``): ``timm_model``, ``mean``, ``std`` (the weights' input
             normalisation) and ``hidden_size``.
-        backbone_type: ``dinov3`` (transformers) or ``timm`` (a timm CNN trunk; needs ``timm``).
+        backbone_type: ``dinov3`` (plain-torch ViT in ``dinov3_plain.py``) or ``timm`` (a timm CNN trunk; needs ``timm``).
         view_grid: tiles per side (0 keeps only the global view).
         view_overlap: fraction of a tile's side shared with its neighbour, in [0, 0.5).
         view_flip: also score horizontally flipped copies of every view.
@@ -100,6 +102,10 @@ class RoadworkConfig(PretrainedConfig):
         self.data_fingerprint = str(data_fingerprint)
         kwargs.setdefault("id2label", {0: "None", 1: "Roadwork"})
         kwargs.setdefault("label2id", {"None": 0, "Roadwork": 1})
+        # No problem_type: the pipeline then softmaxes the two log-probabilities into [1 − p, p] in every
+        # release, whereas transformers 4.45's image-classification pipeline applies a per-logit sigmoid
+        # to "single_label_classification" (fixed later). The model's loss does not read it.
+        kwargs["problem_type"] = None
         super().__init__(**kwargs)
 
     @property
@@ -110,3 +116,12 @@ class RoadworkConfig(PretrainedConfig):
     def logit_shift(self) -> float:
         """−logit(threshold): added to the calibrated logit so ``p ≥ threshold`` ⇔ output ≥ 0.5."""
         return -math.log(self.threshold / (1.0 - self.threshold))
+
+
+# transformers 4.x builds a pipeline's image processor only for config classes it knows, so
+# `pipeline("image-classification", model=BUNDLE, trust_remote_code=True)` would get none (4.45:
+# "'NoneType' object is not callable"). Registering the processor class named in the bundle's
+# preprocessor_config.json fixes that. 5.x reads that file anyway (registering there only adds a
+# backend warning), so it is left alone.
+if int(TRANSFORMERS_VERSION.split(".")[0]) < 5:
+    AutoImageProcessor.register(RoadworkConfig, slow_image_processor_class=ViTImageProcessor, exist_ok=True)

@@ -2,7 +2,9 @@
 
 Copied into every exported bundle; imports only the standard library, ``torch`` and
 ``transformers`` (never the curation platform), plus ``timm`` for a CNN backbone
-(``backbone_type: timm``), so a miner loads it with::
+(``backbone_type: timm``). The DINOv3 backbone is the bundle's own plain-torch ``dinov3_plain.py``,
+never transformers' DINOv3 classes (which exist only from 4.56), so the bundle loads with
+transformers ≥ 4.45, the StreetVision miner's pin, through the newest release. A miner loads it with::
 
     from transformers import pipeline
     clf = pipeline("image-classification", model=BUNDLE_DIR, trust_remote_code=True)
@@ -25,14 +27,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import DINOv3ViTConfig, DINOv3ViTModel, PreTrainedModel
+from transformers import PreTrainedModel
 from transformers.utils import ModelOutput
 
 from .configuration_roadwork import RoadworkConfig
+from .dinov3_plain import PlainDINOv3ViT
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -181,7 +185,7 @@ class RoadworkPreTrainedModel(PreTrainedModel):
     config_class = RoadworkConfig
     base_model_prefix = "roadwork"
     main_input_name = "pixel_values"
-    _no_split_modules = ["DINOv3ViTEmbeddings", "DINOv3ViTLayer"]
+    _no_split_modules: ClassVar[list[str]] = ["PlainDINOv3Embeddings", "PlainDINOv3Layer"]
     _supports_sdpa = True
 
     def _init_weights(self, module: nn.Module) -> None:
@@ -207,10 +211,9 @@ class RoadworkForImageClassification(RoadworkPreTrainedModel):
             hidden = int(config.backbone_config["hidden_size"])
             self.num_prefix_tokens = 0
         else:
-            backbone_config = DINOv3ViTConfig(**config.backbone_config)
-            self.backbone = DINOv3ViTModel(backbone_config)
-            hidden = int(backbone_config.hidden_size)
-            self.num_prefix_tokens = 1 + int(getattr(backbone_config, "num_register_tokens", 0) or 0)
+            self.backbone = PlainDINOv3ViT(config.backbone_config)
+            hidden = self.backbone.spec.hidden_size
+            self.num_prefix_tokens = self.backbone.num_prefix_tokens
         self.head = RoadworkViewHead(config, hidden)
         self.aggregator = RoadworkAggregator(config, 2 * hidden)
         self.post_init()
@@ -251,9 +254,9 @@ class RoadworkForImageClassification(RoadworkPreTrainedModel):
             if isinstance(self.backbone, RoadworkTimmTrunk):
                 outs.append(self.backbone(part))
                 continue
-            out = self.backbone(pixel_values=part)
-            patch_mean = out.last_hidden_state[:, self.num_prefix_tokens :, :].mean(dim=1)  # [b, D]
-            outs.append(torch.cat([out.pooler_output, patch_mean], dim=-1).float())  # [b, 2D]
+            tokens = self.backbone(part)  # [b, 1 + registers + patches, D]
+            patch_mean = tokens[:, self.num_prefix_tokens :, :].mean(dim=1)  # [b, D]
+            outs.append(torch.cat([tokens[:, 0], patch_mean], dim=-1).float())  # [b, 2D]
         return outs[0] if len(outs) == 1 else torch.cat(outs)
 
     def forward(

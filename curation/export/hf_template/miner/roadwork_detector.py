@@ -107,7 +107,7 @@ class QueryLogger:
         """Save one query; returns the log entry written."""
         digest = hashlib.sha256(jpeg_bytes).hexdigest()
         relative = f"images/{digest}.jpg"
-        when = (received_at or datetime.now(timezone.utc)).astimezone(timezone.utc)
+        when = (received_at or datetime.now(timezone.utc)).astimezone(timezone.utc)  # noqa: UP017  (datetime.UTC needs 3.11; miners may run 3.10)
         entry = {
             "file": relative,
             "received_at": when.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
