@@ -165,3 +165,28 @@ def test_shortcut_checks_flag_a_brightness_shortcut_on_stored_images_and_every_c
     assert stored["jpeg_quality"].label_auroc is None  # every file saved at 90: constant, no signal
     native = {r.cue: r for r in by_view["streetvision-2026-05"]}
     assert native["megapixels"].label_auroc is None  # native size kept for every image
+
+
+def test_contract_table_scores_one_model_on_each_contracts_queries(dataset, tmp_path):
+    """A real (untrained) Stage-1 whose threshold sits at ~0 calls every query roadwork, whatever
+    the rendering: accuracy is then the positive share, FPR 1 and MCC 0 under every contract."""
+    from curation.evaluate.job import contract_table
+    from curation.stage1.model import Stage1Config, Stage1Model
+
+    rng = np.random.default_rng(2)
+    samples = []
+    for i in range(9):
+        path = tmp_path / f"c{i}.jpg"
+        Image.fromarray(rng.integers(0, 256, (108, 192, 3)).astype(np.uint8)).save(path, quality=90)
+        label = "roadwork" if i < 3 else "no_roadwork"
+        samples.append(fo.Sample(filepath=str(path), ground_truth=fo.Classification(label=label), tags=["label_conflict"] if i == 8 else []))
+    dataset.add_samples(samples)
+    model = Stage1Model.build(Stage1Config())
+    model.set_calibration(threshold=1e-6, temperature=1.0)
+    rows = contract_table(dataset, model)
+    assert [r.contract for r in rows] == ["streetvision-2025-11", "streetvision-2026-04", "streetvision-2026-05"]
+    for r in rows:
+        assert r.n == 8  # the label_conflict sample is left out
+        assert r.accuracy == pytest.approx(3 / 8) and r.fpr == 1.0 and r.mcc == 0.0
+        assert 0.0 <= r.reward["mean"] <= 1.0
+    assert contract_table(dataset, model) == rows  # same images, same seeds: the same answers

@@ -130,7 +130,7 @@ def test_recalibrated_scores_equal_a_second_forward(dataset, tmp_path):
     import numpy as np
     from PIL import Image
 
-    from curation.retrain.job import score_queries
+    from curation.evaluate.queries import score_queries
     from curation.stage1.backbone import tiny_random_backbone
     from curation.stage1.model import Stage1Config, Stage1Model
     from curation.stage1.views import ViewPolicy

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -76,12 +76,14 @@ def evaluate_command(
     eval_key: Annotated[str | None, typer.Option(help="Evaluation key (default eval_stage1 / eval_validator).")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the 50/50 rebalanced reward resample.")] = 0,
     shortcuts: Annotated[bool, typer.Option(help="Also check shortcut cues (black bars, JPEG quality, brightness, blur, size, synthetic) per contract.")] = False,
+    contracts: Annotated[bool, typer.Option(help="Also score --model on every StreetVision contract's queries, side by side.")] = False,
+    model: ModelOption = None,
 ) -> None:
     """Binary evaluation with per-sample TP/FP/FN/TN, per-slice metrics, failure views and the expected validator reward."""
     from rich.table import Table
 
     from curation import store
-    from curation.evaluate.job import evaluate_predictions, shortcut_checks
+    from curation.evaluate.job import contract_table, evaluate_predictions, shortcut_checks
 
     settings = load_settings(settings_file)
     dataset = store.open_dataset(settings, create=False)
@@ -103,6 +105,23 @@ def evaluate_command(
     )
     if shortcuts:
         _print_shortcuts(shortcut_checks(_target(dataset, split, None), pred_field=pred_field, seed=seed))
+    if contracts:
+        from curation.store import registry
+
+        stage1 = registry.resolve_model(settings, model or "champion")
+        _print_contracts(contract_table(_target(dataset, split, None), stage1, seed=seed), stage1)
+
+
+def _print_contracts(rows: list, model: Any) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"{model.config.version} on each contract's queries (same images, same seeds)")
+    for col in ("contract", "n", "MCC", "accuracy", "FPR", "expected reward [90% CI]"):
+        table.add_column(col, justify="left" if col == "contract" else "right")
+    for r in rows:
+        reward = f"{r.reward['mean']:.3f} [{r.reward['low']:.3f}, {r.reward['high']:.3f}]" if r.reward else "—"
+        table.add_row(r.contract, str(r.n), f"{r.mcc:.3f}", f"{r.accuracy:.3f}", "—" if r.fpr is None else f"{r.fpr:.3f}", reward)
+    console.print(table)
 
 
 def _print_shortcuts(by_view: dict) -> None:

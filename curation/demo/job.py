@@ -122,7 +122,8 @@ def demo_retrain_config(force: bool = False) -> Any:
 
 
 def _loop_steps(settings: Settings, dataset: Any, corpus_dir: Path, config: DemoConfig, console: Console) -> list[tuple[str, Callable[[], Any]]]:
-    """The model steps after ingest: champion, predict, evaluate, gate, mine, label, synthesize, retrain."""
+    """The model steps after ingest: champion, predict, evaluate, gate, mine, label, synthesize, retrain,
+    and the final champion on every contract's queries."""
     from curation.demo.labeler import label_like_a_person
     from curation.evaluate.gate_job import fit_and_apply_gate
     from curation.evaluate.job import evaluate_predictions
@@ -217,9 +218,19 @@ def _loop_steps(settings: Settings, dataset: Any, corpus_dir: Path, config: Demo
         console.print(f"report: {result.report_path}\nbundle: {result.bundle_dir}")
         return result
 
+    def contracts() -> Any:
+        from curation.evaluate.job import contract_table
+
+        model = registry.resolve_model(settings, "champion")
+        rows = contract_table(dataset.match({"split": "calib"}), model, seed=demo_retrain_config().calib_seed)
+        for r in rows:
+            console.print(f"{model.config.version} on {r.contract} queries of calib: MCC {_f(r.mcc)}, FPR {_f(r.fpr)}, "
+                          f"expected reward {_f(r.reward.get('mean'))}")  # fmt: skip
+        return rows
+
     return [
         ("champion", champion), ("predict", predict), ("evaluate", evaluate), ("ceiling", ceiling), ("gate", gate), ("mine", mining),
-        ("label", label), ("synthesize", synth), ("retrain", retrain),
+        ("label", label), ("synthesize", synth), ("retrain", retrain), ("contracts", contracts),
     ]
 
 
@@ -251,6 +262,7 @@ def demo_summary(report: DemoReport) -> dict[str, Any]:
         "orange_fpr_challenger": fpr(challenger),
         "promoted": retrain.promoted if retrain is not None else None,
         "evidence_ceiling": ceiling.share_kept if ceiling is not None else None,
+        "contracts": {r.contract: {"mcc": r.mcc, "fpr": r.fpr, "reward": r.reward.get("mean")} for r in steps.get("contracts") or []},
         "seconds": {name: round(value, 1) for name, value in report.seconds.items()},
     }
 

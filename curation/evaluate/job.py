@@ -243,3 +243,38 @@ def shortcut_checks(
         name: shortcut_table({cue: np.array([row[cue] for row in rows]) for cue in CUES}, y, wrong)
         for name, rows in cues.items()
     }
+
+
+@dataclass(frozen=True)
+class ContractRow:
+    """One model on one contract's queries of the evaluated samples (a named row per contract)."""
+
+    contract: str
+    n: int
+    mcc: float
+    accuracy: float
+    fpr: float | None
+    reward: dict[str, Any]  # reward_window.RewardEstimate under this contract's windows and consensus share
+
+
+def contract_table(collection: foc.SampleCollection, model: Any, *, seed: int = 0, policies: list[str] | None = None) -> list[ContractRow]:
+    """Score ``model`` on every contract's queries of the labelled samples, side by side.
+
+    The same images, the same per-image seeds; only the rendering differs (a 224² crop, a
+    letterbox, the native frame), so the rows show what each contract costs this model.
+    Samples tagged ``label_conflict`` are left out.
+    """
+    from curation.evaluate.queries import score_queries
+
+    labelled = collection.match_tags(schema.TAG_LABEL_CONFLICT, bool=False).exists("ground_truth")
+    if not labelled.count():
+        raise InputError("No labelled samples to score per contract.")
+    rows = []
+    for name in policies if policies is not None else available_policies():
+        policy = load_policy(name)
+        scores = score_queries(model, labelled, seed=seed, policy=policy)
+        decided = (scores.p >= model.config.threshold).astype(int)
+        overall, _ = slice_table(scores.y, decided, scores.p, scores.slices, slice_names=(), seed=seed)
+        reward = rewards_by_policy(scores.y, decided, [policy], seed=seed)[name] if 0 < scores.y.sum() < scores.y.size else None
+        rows.append(ContractRow(name, overall.n, overall.mcc, overall.accuracy, overall.fpr, asdict(reward) if reward else {}))
+    return rows

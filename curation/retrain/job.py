@@ -24,6 +24,7 @@ import numpy as np
 from curation import schema, store
 from curation.errors import ConfigError, CurationError, InputError
 from curation.evaluate.gate_job import GateJobConfig, fit_gate_arrays
+from curation.evaluate.queries import QueryScores, score_queries
 from curation.settings import Settings
 from curation.stage1 import calibrate
 from curation.stage1.gate import GateConfig
@@ -154,60 +155,6 @@ def train_challenger(view: Any, config: RetrainConfig, *, settings: Settings, ve
 
 
 # Steps 4-5: validator-view predictions, calibration, gate ----------------------------------------------
-@dataclass(frozen=True, eq=False)
-class QueryScores:
-    """One model's answers on a fixed set of validator queries."""
-
-    ids: list[str]
-    y: np.ndarray  # [n] 0/1 truth
-    logits: np.ndarray  # [n] raw image logits (before temperature)
-    view_logits: np.ndarray  # [n, V] raw view logits (before temperature)
-    p: np.ndarray  # [n] calibrated probabilities
-    features: np.ndarray  # [n, F] gate features
-    feature_names: list[str]
-    slices: list[list[str]]
-    groups: list[str | None]
-
-    def recalibrated(self, config: Stage1Config) -> QueryScores:
-        """The same answers under ``config``'s temperature and threshold, without a new forward."""
-        from curation.stage1.features import feature_names, gate_features
-
-        t = config.temperature
-        p = 1.0 / (1.0 + np.exp(-self.logits / t))
-        view_probs = 1.0 / (1.0 + np.exp(-self.view_logits / t))
-        table = gate_features(view_probs, p, threshold=config.threshold, top_k=config.top_k, flip=config.views.flip)
-        order = [feature_names(config.views.flip).index(name) for name in self.feature_names]
-        return dataclasses.replace(self, p=p, features=table[:, order])
-
-
-def score_queries(model: Stage1Model, view: Any, *, seed: int, batch_size: int = 32) -> QueryScores:
-    """Predict the validator query of every sample (seeded per image content: identical across models and databases)."""
-    from curation.media import open_rgb
-    from curation.stage1.validator_view import query_key, validator_query, validator_seed
-
-    ids, paths, labels, slices, groups, hashes = view.values(
-        ["id", "filepath", "ground_truth.label", "slices", "sequence_group", "content_hash"]
-    )
-    preds = []
-    for start in range(0, len(ids), batch_size):
-        chunk = range(start, min(start + batch_size, len(ids)))
-        images = [validator_query(open_rgb(paths[i]), validator_seed(query_key(ids[i], hashes[i]), seed)) for i in chunk]
-        preds.extend(model.predict(images))
-    names = sorted(preds[0].gate_features) if preds else []
-    p = np.array([q.p_roadwork for q in preds])
-    return QueryScores(
-        ids=list(ids),
-        y=np.array([label == schema.Label.ROADWORK for label in labels], dtype=np.int64),
-        logits=np.array([q.logits[1] - q.logits[0] for q in preds]) * model.config.temperature,
-        view_logits=np.array([q.view_logits for q in preds]).reshape(len(preds), -1),
-        p=p,
-        features=np.array([[q.gate_features[n] for n in names] for q in preds]).reshape(len(preds), len(names)),
-        feature_names=names,
-        slices=[s or [] for s in slices],
-        groups=list(groups),
-    )
-
-
 def calibrate_on_val(model: Stage1Model, val: QueryScores) -> dict[str, Any]:
     """Temperature on val logits, then the max-MCC threshold on the calibrated probabilities."""
     temperature = calibrate.fit_temperature(val.logits, val.y)
