@@ -24,6 +24,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from isolation import BLOCK_PLATFORM
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from test_export import bundles, jpeg_bytes, platform_raw, queries, scene  # noqa: F401  (bundles, queries: fixtures)
@@ -123,16 +124,8 @@ def validator_jpegs(tmp_path_factory) -> dict[str, Path]:
     return paths
 
 
-SCORE = textwrap.dedent(
+SCORE = BLOCK_PLATFORM + textwrap.dedent(
     """
-    import importlib.util, io, json, sys
-    args = json.loads(sys.argv[1])
-    sys.path.insert(0, args["blocker"])
-    try:
-        import curation
-        blocked = False
-    except ImportError:
-        blocked = True
     import timm, torch, transformers
     from PIL import Image
     from transformers import pipeline

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from isolation import BLOCK_PLATFORM
 from PIL import Image, ImageDraw
 from typer.testing import CliRunner
 
@@ -109,17 +110,9 @@ def bundles(tmp_path_factory, queries) -> dict[str, tuple[Stage1Model, Path]]:
     return out
 
 
-ISOLATED = textwrap.dedent(
+ISOLATED = BLOCK_PLATFORM + textwrap.dedent(
     """
-    import hashlib, io, json, sys
-    args = json.loads(sys.argv[1])
-    sys.path.insert(0, args["blocker"])
-    try:
-        import curation
-        blocked = False
-    except ImportError:
-        blocked = True
-    import importlib.util
+    import hashlib
     import torch
     from PIL import Image
     from transformers import AutoImageProcessor, AutoModelForImageClassification, pipeline
