@@ -231,3 +231,25 @@ def test_settings_choose_how_the_model_is_served(settings, tmp_path):
     assert named.serving.compile_cache == tmp_path / "c.bin"
     eager = registry.resolve_model(settings.replace(stage1_serving=ServingConfig(device="cpu")), str(model_dir))
     assert eager.serving.compile_cache is None
+
+
+@pytest.mark.parametrize("path", ["in_process", "bulk"])
+def test_validator_view_follows_the_chosen_contract(dataset, tmp_path, model, path):
+    """``query_policy`` decides what the validator view is: each stored p equals the model on that
+    contract's query of the image (here the 2026-04 letterbox), on both prediction paths."""
+    from curation.media import open_rgb
+    from curation.stage1.query_policies import contract_query
+    from curation.stage1.validator_view import query_key, validator_seed
+
+    paths = _images(tmp_path, 3)
+    dataset.add_samples([fo.Sample(filepath=str(p), content_hash=f"c{i}") for i, p in enumerate(paths)])
+    runner = model if path == "in_process" else _served()
+    predict_collection(dataset, runner, view="validator", query_policy="streetvision-2026-04", progress=False)
+    ids, files, hashes, stored = dataset.values(["id", "filepath", "content_hash", "stage1.p_roadwork"])
+    queries = [contract_query(open_rgb(f), validator_seed(query_key(i, h), 0), "streetvision-2026-04") for i, f, h in zip(ids, files, hashes)]
+    assert all(q.size == (224, 224) for q in queries)
+    expected = [p.p_roadwork for p in model.predict(queries)]
+    assert stored == pytest.approx(expected, abs=1e-6)
+    platform = [p.p_roadwork for p in model.predict([contract_query(open_rgb(f), validator_seed(query_key(i, h), 0), None)
+                                                     for i, f, h in zip(ids, files, hashes)])]
+    assert stored != pytest.approx(platform, abs=1e-6)  # a different contract is a different view

@@ -9,6 +9,7 @@ import pytest
 
 from curation import store
 from curation.demo.corpus import CorpusSpec, write_corpus
+from curation.errors import CurationError
 from curation.ingest.job import ingest_corpus
 from curation.retrain.job import RetrainConfig, run_retrain
 from curation.stage1.promotion import PromotionRule, decide_promotion
@@ -276,3 +277,15 @@ def test_a_killed_unnamed_run_of_another_config_is_moved_aside(settings, loaded,
     assert state["done"]["start"]["config"]["hard_negative_weight"] == 3.0  # trained afresh, not the killed run's model
     (aside,) = (settings.runs_root / "retrain").glob("0.1.0.abandoned-*")
     assert json.loads((aside / "state.json").read_text())["done"]["start"]["config"]["hard_negative_weight"] == 2.0
+
+
+def test_a_contract_in_settings_is_what_the_challenger_trains_and_is_judged_on(settings, loaded):
+    """settings.query_policy reaches the feature cache (its key) and the calibration/promotion
+    queries, and the run says which contract judged it."""
+    chosen = settings.replace(query_policy="streetvision-2026-05")
+    result = run_retrain(chosen, CONFIG)
+    assert result.reasons[-1] == "judged on calib queries of streetvision-2026-05"
+    specs = [json.loads(p.read_text())["spec"] for p in (settings.cache_root / "stage1").glob("*/index.json")]
+    assert [s.get("query_policy") for s in specs] == ["streetvision-2026-05"]
+    with pytest.raises(CurationError, match="streetvision-2026-05"):  # an unknown name is refused before any work
+        run_retrain(settings.replace(query_policy="streetvision-2026-5"), CONFIG)

@@ -182,10 +182,12 @@ def predict_target(
     from curation.predict.job import predict_collection
     from curation.store import registry
 
-    stage1 = registry.resolve_model(operator_settings(collection), model)
+    settings = operator_settings(collection)
+    stage1 = registry.resolve_model(settings, model)
     prefix = "validator_" if view == "validator" else ""
     report = predict_collection(
-        collection, stage1, batch_size=batch_size, view=view, field_prefix=prefix, progress=False, on_progress=on_progress
+        collection, stage1, batch_size=batch_size, view=view, field_prefix=prefix, progress=False, on_progress=on_progress,
+        query_policy=settings.query_policy,
     )
     return {
         "n_predicted": report.n_predicted,

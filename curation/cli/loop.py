@@ -55,7 +55,8 @@ def predict_command(
         console.print(f"[yellow]warning:[/] {stage1!r} — predictions from random weights are not meaningful.")
     prefix = "validator_" if view == "validator" else ""
     report = predict_collection(
-        _target(dataset, split, saved_view), stage1, batch_size=batch_size, shard=Shard.parse(shard), view=view, field_prefix=prefix
+        _target(dataset, split, saved_view), stage1, batch_size=batch_size, shard=Shard.parse(shard), view=view, field_prefix=prefix,
+        query_policy=settings.query_policy,
     )
     console.print(f"Predicted {report.n_predicted} samples with model {report.model_version} (run {report.run_id}).")
     if report.settled.finished or report.settled.discarded:

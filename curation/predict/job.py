@@ -126,10 +126,11 @@ class _Predicted:
 
 
 def _in_process(
-    model: Stage1Model, ids: Sequence[str], paths: dict[str, str], seeds: dict[str, int] | None, batch_size: int
+    model: Stage1Model, ids: Sequence[str], paths: dict[str, str], seeds: dict[str, int] | None, batch_size: int,
+    contract: str | None,
 ) -> Iterator[_Predicted]:
     """Decode in this process, ``batch_size`` images per :meth:`Stage1Model.predict` call."""
-    from curation.stage1.validator_view import validator_query
+    from curation.stage1.query_policies import contract_query
 
     for start in range(0, len(ids), batch_size):
         batch = ids[start : start + batch_size]
@@ -140,15 +141,18 @@ def _in_process(
             except OPEN_ERRORS as e:
                 skipped.append((paths[sample_id], f"{type(e).__name__}: {e}"))
                 continue
-            images.append(image if seeds is None else validator_query(image, seeds[sample_id]))
+            images.append(image if seeds is None else contract_query(image, seeds[sample_id], contract))
             kept.append(sample_id)
         yield _Predicted(kept, model.predict(images), skipped, len(batch))
 
 
-def _streamed(model: ServingModel, ids: Sequence[str], paths: dict[str, str], seeds: dict[str, int] | None) -> Iterator[_Predicted]:
+def _streamed(
+    model: ServingModel, ids: Sequence[str], paths: dict[str, str], seeds: dict[str, int] | None, contract: str | None
+) -> Iterator[_Predicted]:
     """The serving bulk path: worker processes decode and build views while the model computes."""
     files = model.forward_files(
-        [paths[i] for i in ids], validator_seeds=None if seeds is None else [seeds[i] for i in ids], skip_unreadable=True
+        [paths[i] for i in ids], validator_seeds=None if seeds is None else [seeds[i] for i in ids], skip_unreadable=True,
+        query_policy=contract,
     )
     for batch in files:
         predictions = [] if batch.output is None else model.predictions(batch.output, batch.sizes)
@@ -186,6 +190,7 @@ def predict_collection(
     shard: Shard = Shard(),
     view: str = "stored",
     seed: int = 0,
+    query_policy: str | None = None,
     field_prefix: str = "",
     progress: bool = True,
     on_progress: Callable[[int, int], None] | None = None,
@@ -195,6 +200,8 @@ def predict_collection(
     Args:
         view: ``stored`` predicts the stored image; ``validator`` predicts the query a validator
             would send for it (seeded per image, see :func:`validator_seed`).
+        query_policy: the contract that validator query follows (``models/streetvision/policies``);
+            None = the platform's own model of the 2025-11 contract.
         field_prefix: prefix for the written fields (e.g. ``validator_``), so validator-view
             predictions sit beside stored-view ones.
         on_progress: called with (done, total) after each batch (delegated operators report it).
@@ -217,9 +224,9 @@ def predict_collection(
     report = PredictReport(model_version=model.config.version, trained=model.config.trained)
     seeds = _validator_seeds(selected, seed) if view == "validator" else None
     if streams_files(model):
-        batches = _streamed(model, ids, paths, seeds)
+        batches = _streamed(model, ids, paths, seeds, query_policy)
     else:
-        batches = _in_process(model, ids, paths, seeds, batch_size)
+        batches = _in_process(model, ids, paths, seeds, batch_size, query_policy)
     # Staged values belong to their run: leftovers of killed runs are finished (killed while
     # promoting) or discarded now, and this run promotes only what it staged itself.
     run_field = f"{field_prefix}{STAGING_RUN_FIELD}{store.STAGED_SUFFIX}"

@@ -30,7 +30,7 @@ from curation.stage1 import calibrate
 from curation.stage1.gate import GateConfig
 from curation.stage1.model import Stage1Config, Stage1Model
 from curation.stage1.promotion import PromotionRule, decide_promotion, paired_mcc_interval, slice_rows
-from curation.stage1.query_policies import available_policies, load_policy
+from curation.stage1.query_policies import available_policies, cached_policy, load_policy
 from curation.stage1.reward_window import rewards_by_policy
 from curation.stage1.train import TrainConfig
 from curation.stage1.views import ViewPolicy
@@ -56,6 +56,7 @@ class RetrainConfig:
     gate: GateConfig = field(default_factory=GateConfig)
     alpha: float = GateJobConfig.alpha
     delta: float = GateJobConfig.delta
+    query_policy: str | None = None  # the contract training, calibration and promotion follow; None: settings' (else the platform's 2025-11 model)
     promotion: PromotionRule = field(default_factory=PromotionRule)
     force: bool = False
     export: bool = True
@@ -141,8 +142,9 @@ def train_challenger(view: Any, config: RetrainConfig, *, settings: Settings, ve
         Stage1Config(backbone=config.backbone, views=config.views, aggregator=config.aggregator), seed=config.head_train.seed
     )
     if config.finetune is not None:
-        train_finetune(paths, y, config.finetune, model=model, content_hashes=hashes, checkpoint_dir=checkpoint_dir / "finetune")
-    cache = FeatureCache(settings.cache_root / "stage1", CacheSpec.for_model(model))
+        finetune = dataclasses.replace(config.finetune, query_policy=config.finetune.query_policy or config.query_policy)
+        train_finetune(paths, y, finetune, model=model, content_hashes=hashes, checkpoint_dir=checkpoint_dir / "finetune")
+    cache = FeatureCache(settings.cache_root / "stage1", CacheSpec.for_model(model, query_policy=config.query_policy))
     cached = cache_features(paths, hashes, model, cache, augmentations=config.head_train.augmentations, seed=config.head_train.seed)
     weights = torch.tensor(
         [config.hard_negative_weight if schema.TAG_HARD_NEGATIVE in (t or []) else 1.0 for t in tags], dtype=torch.float32
@@ -224,6 +226,9 @@ def _run_retrain(settings: Settings, dataset: Any, config: RetrainConfig, *, run
     from curation.retrain.report import write_report
 
     say = console.print if console else (lambda *a, **k: None)
+    if config.query_policy is None and settings.query_policy:
+        config = dataclasses.replace(config, query_policy=settings.query_policy)
+    contract = cached_policy(config.query_policy) if config.query_policy else None
     wanted = registry.jsonable(dataclasses.asdict(config))
     runs = settings.runs_root / "retrain"
     if run_name:  # resuming a named run keeps its version and must keep its configuration
@@ -284,10 +289,10 @@ def _run_retrain(settings: Settings, dataset: Any, config: RetrainConfig, *, run
         "evaluation",
         say,
     )
-    val = score_queries(model, clean.match({"split": schema.Split.VAL}), seed=config.calib_seed)
+    val = score_queries(model, clean.match({"split": schema.Split.VAL}), seed=config.calib_seed, policy=contract)
     calibration = calibrate_on_val(model, val)
     val = val.recalibrated(model.config)  # gate features depend on the new temperature and threshold
-    calib = score_queries(model, clean.match({"split": schema.Split.CALIB}), seed=config.calib_seed)
+    calib = score_queries(model, clean.match({"split": schema.Split.CALIB}), seed=config.calib_seed, policy=contract)
     try:
         fitted = fit_gate_arrays(
             val.features, (val.p >= model.config.threshold).astype(int) == val.y, val.groups,
@@ -311,17 +316,17 @@ def _run_retrain(settings: Settings, dataset: Any, config: RetrainConfig, *, run
     evaluation["challenger"] = {"calib": slice_rows(calib.y, decided["challenger"], calib.p, calib.slices)}
     interval = None
     if champion is not None:
-        champ_calib = score_queries(champion, clean.match({"split": schema.Split.CALIB}), seed=config.calib_seed)
+        champ_calib = score_queries(champion, clean.match({"split": schema.Split.CALIB}), seed=config.calib_seed, policy=contract)
         decided["champion"] = (champ_calib.p >= champion.config.threshold).astype(int)
         evaluation["champion"] = {"calib": slice_rows(champ_calib.y, decided["champion"], champ_calib.p, champ_calib.slices)}
         rule = config.promotion
         interval = paired_mcc_interval(calib.y, decided["challenger"], decided["champion"], n=rule.bootstrap, confidence=rule.confidence, seed=config.calib_seed)
     synth_view = clean.match({"split": schema.Split.VAL_SYNTHETIC})
     if synth_view.count():
-        s = score_queries(model, synth_view, seed=config.calib_seed)
+        s = score_queries(model, synth_view, seed=config.calib_seed, policy=contract)
         evaluation["challenger"]["val_synthetic"] = slice_rows(s.y, (s.p >= model.config.threshold).astype(int), s.p, s.slices)
         if champion is not None:
-            cs = score_queries(champion, synth_view, seed=config.calib_seed)
+            cs = score_queries(champion, synth_view, seed=config.calib_seed, policy=contract)
             evaluation["champion"]["val_synthetic"] = slice_rows(cs.y, (cs.p >= champion.config.threshold).astype(int), cs.p, cs.slices)
 
     scored = {"challenger": calib.y, **({"champion": champ_calib.y} if champion is not None else {})}
@@ -334,6 +339,7 @@ def _run_retrain(settings: Settings, dataset: Any, config: RetrainConfig, *, run
     )
     if config.force and not promoted:
         promoted, reasons = True, reasons + ["FORCED by --force (recorded)"]
+    reasons.append(f"judged on calib queries of {config.query_policy or 'the platform model of streetvision-2025-11'}")
     report_path = write_report(run_dir, version=version, evaluation=evaluation, calibration=calibration, val=val, calib=calib,
                                fitted=fitted, promoted=promoted, reasons=reasons, counts=counts, model=model)
     state.mark("compare", registry.jsonable(

@@ -107,8 +107,8 @@ def write_report(
             c = rewards.get("champion", {}).get(name)
             champ = f"{c['mean']:.3f} [{c['low']:.3f}, {c['high']:.3f}]" if c else "—"
             lines.append(f"| {name} | {r['mean']:.3f} [{r['low']:.3f}, {r['high']:.3f}] | {champ} |")
-        lines += ["", "The promotion rule judges calib MCC on the platform's validator queries (the 2025-11 crop-and-augment model); "
-                  "consensus-scored tasks (2026-05) are assumed to agree with the truth.", ""]  # fmt: skip
+        lines += ["", "Consensus-scored tasks (2026-05) are assumed to agree with the truth; the last reason above names the "
+                  "queries the promotion rule judged on.", ""]  # fmt: skip
     for title, path in plots.items():
         lines += [f"## {title}", "", f"![{title}]({Path(path).name})", ""]
     out = run_dir / "report.md"

@@ -62,6 +62,8 @@ class CacheSpec:
         compute_dtype: dtype of the backbone forward.
         validator_level: augmentation level forced on the queries, None = drawn like validators.
         jpeg_quality: JPEG quality of the validator round trip.
+        query_policy: the StreetVision contract the queries follow (``models/streetvision/policies``);
+            None = the platform's own model of the 2025-11 contract. Part of the cache key.
     """
 
     backbone_id: str
@@ -71,6 +73,7 @@ class CacheSpec:
     compute_dtype: str = "float32"
     validator_level: int | None = None
     jpeg_quality: int = 75
+    query_policy: str | None = None
 
     def __post_init__(self) -> None:
         for key in ("dtype", "compute_dtype"):
@@ -78,7 +81,9 @@ class CacheSpec:
                 raise ConfigError(f"`{key}` must be one of {sorted(DTYPES)}; got {getattr(self, key)!r}.")
 
     @classmethod
-    def for_model(cls, model, *, dtype: str = "float16", validator_level: int | None = None, jpeg_quality: int = 75) -> CacheSpec:
+    def for_model(
+        cls, model, *, dtype: str = "float16", validator_level: int | None = None, jpeg_quality: int = 75, query_policy: str | None = None
+    ) -> CacheSpec:
         return cls(
             backbone_id=backbone_id(model.backbone, model.config.backbone),
             views=model.config.views,
@@ -87,14 +92,17 @@ class CacheSpec:
             compute_dtype=model.config.dtype,
             validator_level=validator_level,
             jpeg_quality=jpeg_quality,
+            query_policy=query_policy,
         )
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
     def namespace(self) -> str:
-        """Folder name: a short hash of the spec."""
-        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:20]
+        """Folder name: a short hash of the spec (without ``query_policy`` when None, so caches made
+        before contracts were data keep their names)."""
+        spec = {k: v for k, v in self.to_dict().items() if not (k == "query_policy" and v is None)}
+        return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:20]
 
 
 def backbone_id(backbone: torch.nn.Module, name: str = "") -> str:
@@ -286,10 +294,10 @@ class FeatureCache:
 
 
 def _query_tensor(image, seed: int, spec: CacheSpec):
-    from curation.stage1.validator_view import validator_query
+    from curation.stage1.query_policies import contract_query
     from curation.stage1.views import pil_to_tensor
 
-    return pil_to_tensor(validator_query(image, seed, spec.validator_level, quality=spec.jpeg_quality))
+    return pil_to_tensor(contract_query(image, seed, spec.query_policy, spec.validator_level, quality=spec.jpeg_quality))
 
 
 @torch.inference_mode()

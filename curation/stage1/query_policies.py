@@ -22,6 +22,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import io
 import math
 import random
@@ -287,6 +288,24 @@ def render_query(image: Image.Image, policy: QueryPolicy, seed: int, level: int 
     """The decoded JPEG a validator under ``policy`` would send for ``image`` (deterministic per seed)."""
     recipe = sample_recipe(policy, seed, image.width, image.height, level)
     return jpeg_roundtrip(render_recipe(image, policy, recipe), policy.rendering.jpeg_quality)
+
+
+@functools.cache
+def cached_policy(name: str) -> QueryPolicy:
+    """:func:`load_policy` once per process (training renders a query per image and epoch)."""
+    return load_policy(name)
+
+
+def contract_query(image: Image.Image, seed: int, contract: str | None, level: int | None = None, *, quality: int = 75) -> Image.Image:
+    """The query a validator sends for ``image``: under the named contract (pixel-exact), or, for
+    None, the platform's own model of the 2025-11 contract (:func:`validator_view.validator_query`,
+    what training used before contracts were data). The one place queries are made for training,
+    caching, calibration, promotion and validator-view prediction."""
+    if contract is None:
+        from curation.stage1.validator_view import validator_query
+
+        return validator_query(image, seed, level, quality=quality)
+    return render_query(image, cached_policy(contract), seed, level)
 
 
 def render_recipe(image: Image.Image, policy: QueryPolicy, recipe: RenderRecipe) -> Image.Image:

@@ -55,7 +55,7 @@ from curation.serving_config import ServingConfig
 from curation.stage1.backbone import DTYPES, backbone_features
 from curation.stage1.cnn_backbone import CnnBackbone
 from curation.stage1.model import Stage1Config, Stage1Model, Stage1Output
-from curation.stage1.validator_view import validator_query
+from curation.stage1.query_policies import contract_query
 from curation.stage1.views import ViewPolicy, build_views, pil_to_tensor
 
 log = logging.getLogger(__name__)
@@ -448,6 +448,7 @@ class ServingModel(Stage1Model):
         *,
         validator_seeds: Sequence[int] | None = None,
         skip_unreadable: bool = False,
+        query_policy: str | None = None,
     ) -> Iterator[FileBatch]:
         """Stream image files through the model, ``step_images`` per step, in input order.
 
@@ -457,8 +458,9 @@ class ServingModel(Stage1Model):
 
         Args:
             validator_seeds: one seed per path: forward the validator query built from the image
-                (:func:`curation.stage1.validator_view.validator_query`), not the image itself.
+                (:func:`curation.stage1.query_policies.contract_query`), not the image itself.
             skip_unreadable: report undecodable files in :attr:`FileBatch.skipped` and go on.
+            query_policy: the contract those queries follow; None = the platform's 2025-11 model.
 
         Raises:
             InputError: a file cannot be decoded (without ``skip_unreadable``); the message names
@@ -469,7 +471,7 @@ class ServingModel(Stage1Model):
         if self._run is None:
             self.setup()
         workers = self.serving.num_workers
-        dataset = _ViewDataset([str(p) for p in paths], validator_seeds, self.config.views, self.serving_dtype)
+        dataset = _ViewDataset([str(p) for p in paths], validator_seeds, self.config.views, self.serving_dtype, query_policy)
         loader = torch.utils.data.DataLoader(
             dataset,
             batch_size=self.serving.step_images,
@@ -557,8 +559,10 @@ class _ViewBatch:
 class _ViewDataset(torch.utils.data.Dataset):
     """File → views [V, 3, S, S]; a file that cannot be decoded becomes an error item, not a worker crash."""
 
-    def __init__(self, paths: list[str], validator_seeds: Sequence[int] | None, policy: ViewPolicy, dtype: torch.dtype):
-        self.paths, self.seeds, self.policy, self.dtype = paths, validator_seeds, policy, dtype
+    def __init__(
+        self, paths: list[str], validator_seeds: Sequence[int] | None, policy: ViewPolicy, dtype: torch.dtype, contract: str | None = None
+    ):
+        self.paths, self.seeds, self.policy, self.dtype, self.contract = paths, validator_seeds, policy, dtype, contract
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -570,7 +574,7 @@ class _ViewDataset(torch.utils.data.Dataset):
         except OPEN_ERRORS as e:
             return _ViewItem(index, path, None, (0, 0), f"{type(e).__name__}: {e}")
         if self.seeds is not None:
-            image = validator_query(image, self.seeds[index])
+            image = contract_query(image, self.seeds[index], self.contract)
         tensor = pil_to_tensor(image)  # [3, H, W] uint8
         views = build_views([tensor], self.policy).to(self.dtype)
         return _ViewItem(index, path, views, (int(tensor.shape[2]), int(tensor.shape[1])), None)

@@ -84,11 +84,13 @@ class TrainConfig:
         grad_clip: max global gradient norm; 0 disables.
         augmentations: M validator queries per image (``lora``/``partial`` use query ``epoch mod M``).
         validator_level: force augmentation level 0-3; None draws it like the validators.
+        query_policy: the StreetVision contract training queries follow (a name in
+            ``models/streetvision/policies``); None = the platform's own model of the 2025-11 contract.
         seed: fixes initialisation, order and augmentation; same seed ⇒ identical weights.
         bf16: bf16 autocast for the backbone forward on CUDA (ignored on CPU).
         checkpoint_every: steps between checkpoints (0: only at the end) when a directory is given.
         fast_head: use the fp16 fast path for linear heads in ``head`` mode.
-        query_memory_mb: keep decoded validator queries (150 KB each) in RAM up to this budget,
+        query_memory_mb: keep decoded validator queries (150 KB at 224², a native frame far more) in RAM up to this budget,
             so epochs after the first M skip the image decode and augmentation; 0 disables.
     """
 
@@ -113,6 +115,7 @@ class TrainConfig:
     grad_clip: float = 1.0
     augmentations: int = 4
     validator_level: int | None = None
+    query_policy: str | None = None
     seed: int = 0
     bf16: bool = True
     checkpoint_every: int = 0
@@ -134,6 +137,10 @@ class TrainConfig:
             raise ConfigError(f"Need lr > 0, backbone_lr > 0, 0 < layer_decay ≤ 1; got {self.lr}, {self.backbone_lr}, {self.layer_decay}.")
         if self.validator_level is not None and self.validator_level not in (0, 1, 2, 3):
             raise ConfigError(f"`validator_level` must be 0-3 or null; got {self.validator_level!r}.")
+        if self.query_policy is not None:
+            from curation.stage1.query_policies import cached_policy
+
+            cached_policy(self.query_policy)  # an unknown contract fails here, naming the nearest one
         if not self.target_modules():
             raise ConfigError("`lora_targets` names no module; e.g. `q_proj,k_proj,v_proj,o_proj`.")
 
@@ -511,7 +518,7 @@ def train_finetune(
             pixels when None.
         version, checkpoint_dir, env, on_step, max_steps: as in :func:`train_head`.
     """
-    from curation.stage1.validator_view import validator_query
+    from curation.stage1.query_policies import contract_query
     from curation.stage1.views import build_views, pil_to_tensor
 
     began = time.perf_counter()
@@ -543,15 +550,17 @@ def train_finetune(
         trained = dist_utils.wrap(_FinetuneModule(model, autocast), env)
 
         memo: dict[tuple[int, int], torch.Tensor] = {}
-        memo_limit = config.query_memory_mb * (1 << 20) // (3 * 224 * 224)
+        memo_budget = [config.query_memory_mb * (1 << 20)]  # bytes left: native-resolution queries are far larger than 224²
 
         def query(i: int, m: int) -> torch.Tensor:
             if (i, m) in memo:
                 return memo[(i, m)]
             seed = augmentation_seed(content_hashes[i], m, config.seed)
-            tensor = pil_to_tensor(validator_query(load_training_image(images[i]), seed, config.validator_level))
-            if len(memo) < memo_limit:
+            image = load_training_image(images[i])
+            tensor = pil_to_tensor(contract_query(image, seed, config.query_policy, config.validator_level))
+            if tensor.numel() * tensor.element_size() <= memo_budget[0]:
                 memo[(i, m)] = tensor
+                memo_budget[0] -= tensor.numel() * tensor.element_size()
             return tensor
 
         def step_loss(local: torch.Tensor, global_batch: int, step: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -236,3 +236,33 @@ def test_render_query_is_deterministic():
         if name in AUGMENTED:
             assert first.shape == (224, 224, 3)
             assert not np.array_equal(first, np.asarray(qp.render_query(image, policy, seed=12, level=3)))
+
+
+def test_contract_query_dispatches_to_the_platform_model_or_the_exact_contract():
+    from curation.stage1.query_policies import contract_query, render_query
+    from curation.stage1.validator_view import validator_query
+
+    image = Image.fromarray(np.random.default_rng(4).integers(0, 256, (90, 160, 3), dtype=np.uint8))
+    assert contract_query(image, 7, None).tobytes() == validator_query(image, 7).tobytes()
+    for name in ("streetvision-2025-11", "streetvision-2026-05"):
+        assert contract_query(image, 7, name).tobytes() == render_query(image, qp.load_policy(name), 7).tobytes()
+    assert contract_query(image, 7, "streetvision-2026-05").size == (160, 90)  # native: no resize
+
+
+def test_a_contract_is_part_of_the_feature_cache_key_and_none_keeps_old_names():
+    from curation.stage1.cache import CacheSpec
+    from curation.stage1.views import ViewPolicy
+
+    base = CacheSpec(backbone_id="b@1", views=ViewPolicy(), hidden_size=8)
+    before = {"backbone_id": "b@1", "views": {"grid": 3, "overlap": 0.125, "flip": False, "size": 224}, "hidden_size": 8,
+              "dtype": "float16", "compute_dtype": "float32", "validator_level": None, "jpeg_quality": 75}  # the fields before contracts
+    assert base.namespace() == hashlib.sha256(json.dumps(before, sort_keys=True).encode()).hexdigest()[:20]
+    native = CacheSpec(backbone_id="b@1", views=ViewPolicy(), hidden_size=8, query_policy="streetvision-2026-05")
+    assert native.namespace() != base.namespace()
+
+
+def test_training_rejects_an_unknown_contract_by_name():
+    from curation.stage1.train import TrainConfig
+
+    with pytest.raises(ConfigError, match="streetvision-2026-05"):
+        TrainConfig(query_policy="streetvision-2026-5")
