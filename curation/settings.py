@@ -51,8 +51,9 @@ class Settings:
             None runs the plain eager model on ``--device`` (cpu by default). As an environment
             variable it is a YAML mapping: ``CURATION_STAGE1_SERVING='{mode: cuda_graph, path: bulk}'``.
         query_policy: the StreetVision contract validator-view prediction, training, calibration
-            and promotion follow (a name in ``models/streetvision/policies``, e.g.
-            ``streetvision-2026-05``); None keeps the platform's own model of the 2025-11 contract.
+            and promotion follow (a name in ``models/streetvision/policies``); the default is the
+            newest public one. Empty or null: the platform's own model of the 2025-11 queries
+            (``stage1/validator_view.py``, what the demo runs on).
     """
 
     dataset_name: str = "roadwork"
@@ -66,7 +67,7 @@ class Settings:
     app_host: str = "127.0.0.1"
     app_port: int = 5151
     stage1_serving: ServingConfig | None = None
-    query_policy: str | None = None
+    query_policy: str | None = "streetvision-2026-05"
 
     def __post_init__(self) -> None:
         if not self.dataset_name or not self.dataset_name.replace("-", "").replace("_", "").isalnum():

@@ -228,6 +228,7 @@ def _run_retrain(settings: Settings, dataset: Any, config: RetrainConfig, *, run
     say = console.print if console else (lambda *a, **k: None)
     if config.query_policy is None and settings.query_policy:
         config = dataclasses.replace(config, query_policy=settings.query_policy)
+    config = dataclasses.replace(config, query_policy=config.query_policy or None)  # "" also means the platform model
     contract = cached_policy(config.query_policy) if config.query_policy else None
     wanted = registry.jsonable(dataclasses.asdict(config))
     runs = settings.runs_root / "retrain"

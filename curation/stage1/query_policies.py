@@ -37,9 +37,10 @@ from torchvision.transforms import functional as TF
 
 from curation.assets import asset_dir
 from curation.errors import ConfigError, suggest
+from curation.settings import Settings
 from curation.typed_config import from_mapping, read_yaml_mapping
 
-DEFAULT_POLICY = "streetvision-2026-05"  # the newest public contract
+DEFAULT_POLICY = Settings.query_policy  # the newest public contract: the platform default lives in settings
 KINDS = ("augment", "native")
 LEVEL0 = ("center_crop", "letterbox", "none")
 AUGMENTED = ("rotate_then_crop", "letterbox_then_rotate", "none")
@@ -301,7 +302,7 @@ def contract_query(image: Image.Image, seed: int, contract: str | None, level: i
     None, the platform's own model of the 2025-11 contract (:func:`validator_view.validator_query`,
     what training used before contracts were data). The one place queries are made for training,
     caching, calibration, promotion and validator-view prediction."""
-    if contract is None:
+    if not contract:
         from curation.stage1.validator_view import validator_query
 
         return validator_query(image, seed, level, quality=quality)

@@ -137,7 +137,7 @@ class TrainConfig:
             raise ConfigError(f"Need lr > 0, backbone_lr > 0, 0 < layer_decay ≤ 1; got {self.lr}, {self.backbone_lr}, {self.layer_decay}.")
         if self.validator_level is not None and self.validator_level not in (0, 1, 2, 3):
             raise ConfigError(f"`validator_level` must be 0-3 or null; got {self.validator_level!r}.")
-        if self.query_policy is not None:
+        if self.query_policy:
             from curation.stage1.query_policies import cached_policy
 
             cached_policy(self.query_policy)  # an unknown contract fails here, naming the nearest one

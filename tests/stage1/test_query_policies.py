@@ -266,3 +266,14 @@ def test_training_rejects_an_unknown_contract_by_name():
 
     with pytest.raises(ConfigError, match="streetvision-2026-05"):
         TrainConfig(query_policy="streetvision-2026-5")
+
+
+def test_settings_default_to_the_newest_contract_and_empty_means_the_platform_model():
+    from curation.settings import Settings
+    from curation.stage1.query_policies import contract_query
+    from curation.stage1.validator_view import validator_query
+
+    assert Settings.load(env={}).query_policy == qp.DEFAULT_POLICY == "streetvision-2026-05"
+    platform = Settings.load(env={"CURATION_QUERY_POLICY": ""}).query_policy
+    image = Image.fromarray(np.random.default_rng(5).integers(0, 256, (90, 160, 3), dtype=np.uint8))
+    assert contract_query(image, 3, platform).tobytes() == validator_query(image, 3).tobytes()
