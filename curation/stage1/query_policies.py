@@ -128,6 +128,8 @@ class Sources:
     natix_api: float = 0.0
     synthetic_models: tuple[str, ...] = ()
     label_positive_share: float = 0.5
+    synthetic_positive_elements: tuple[str, ...] = ()  # a synthetic positive shows exactly one of these
+    synthetic_positive_since: str | None = None  # when the one-element rule began (within or before the contract)
 
     def __post_init__(self) -> None:
         total = self.natix_real + self.synthetic + self.natix_api

@@ -277,3 +277,10 @@ def test_settings_default_to_the_newest_contract_and_empty_means_the_platform_mo
     platform = Settings.load(env={"CURATION_QUERY_POLICY": ""}).query_policy
     image = Image.fromarray(np.random.default_rng(5).integers(0, 256, (90, 160, 3), dtype=np.uint8))
     assert contract_query(image, 3, platform).tobytes() == validator_query(image, 3).tobytes()
+
+
+def test_synthetic_positives_show_one_subtle_element_from_2026_02_20():
+    for name in qp.available_policies():
+        sources = qp.load_policy(name).sources
+        assert len(sources.synthetic_positive_elements) == 5 and "a single orange traffic cone" in sources.synthetic_positive_elements
+        assert sources.synthetic_positive_since == "2026-02-20"
