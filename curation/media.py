@@ -325,4 +325,9 @@ def open_rgb(path: str | Path) -> Image.Image:
     """
     with Image.open(path) as im:
         im.load()
-        return ImageOps.exif_transpose(im).convert("RGB")
+        return upright_rgb(im)
+
+
+def upright_rgb(image: Image.Image) -> Image.Image:
+    """``image`` turned as its EXIF orientation says, in RGB (what :func:`open_rgb` returns)."""
+    return ImageOps.exif_transpose(image).convert("RGB")

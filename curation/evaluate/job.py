@@ -21,7 +21,7 @@ from PIL import Image
 from curation import schema, store
 from curation.errors import InputError, SchemaError
 from curation.stage1.metrics import SliceMetrics, slice_table
-from curation.stage1.query_policies import available_policies, load_policy, render_query
+from curation.stage1.query_policies import all_policies, cached_policy, render_query
 from curation.stage1.reward_window import rewards_by_policy
 from curation.stage1.shortcuts import CUES, ShortcutRow, image_cues, shortcut_table
 from curation.stage1.validator_view import query_key, validator_seed
@@ -29,7 +29,6 @@ from curation.stage1.validator_view import query_key, validator_seed
 if TYPE_CHECKING:
     import fiftyone.core.collections as foc
 
-FAILURE_VIEWS, WORKSPACE_NAME = schema.FAILURE_VIEWS, schema.FAILURE_WORKSPACE
 
 
 @dataclass(frozen=True)
@@ -97,7 +96,7 @@ def evaluate_predictions(
     overall, rows = slice_table(y_true, y_pred, probs, [s or [] for s in slices], seed=seed)
 
     if save_views and scored.count():
-        for outcome, name in FAILURE_VIEWS.items():
+        for outcome, name in schema.FAILURE_VIEWS.items():
             view = scored.match(F(eval_key) == outcome).sort_by(F(f"{pred_field}.confidence"), reverse=True)
             dataset.save_view(name, view, overwrite=True)
         for row in rows:
@@ -106,8 +105,7 @@ def evaluate_predictions(
         _save_failure_workspace(dataset)
 
     both_classes = y_true.size and 0 < y_true.sum() < y_true.size
-    policies = [load_policy(name) for name in available_policies()]
-    rewards = rewards_by_policy(y_true, y_pred, policies, seed=seed) if both_classes else {}
+    rewards = rewards_by_policy(y_true, y_pred, all_policies(), seed=seed) if both_classes else {}
     report = EvaluationReport(
         eval_key=eval_key,
         pred_field=pred_field,
@@ -147,7 +145,7 @@ def _save_failure_workspace(dataset: Any) -> None:
         children=[fo.Panel(type="Samples", pinned=True), fo.Panel(type="model_evaluation_panel_builtin")],
         orientation="horizontal",
     )
-    dataset.save_workspace(WORKSPACE_NAME, workspace, description="Stage-1 failures beside the evaluation panel", overwrite=True)
+    dataset.save_workspace(schema.FAILURE_WORKSPACE, workspace, description="Stage-1 failures beside the evaluation panel", overwrite=True)
 
 
 @dataclass(frozen=True)
@@ -219,7 +217,7 @@ def shortcut_checks(
     a contract's rows ask whether a validator's rendering of these images carries a cue the label
     follows (letterbox bars, a JPEG quality) that a model could learn instead of roadwork.
     """
-    from curation.media import open_rgb
+    from curation.media import upright_rgb
 
     scored = collection.match_tags(schema.TAG_LABEL_CONFLICT, bool=False).exists(pred_field).exists(gt_field)
     ids, paths, hashes, gt, pred, slices = scored.values(
@@ -229,13 +227,13 @@ def shortcut_checks(
         raise InputError(f"No labelled samples with `{pred_field}` to check; run `curation predict` first.")
     y = np.array([g == schema.Label.ROADWORK for g in gt], dtype=int)
     wrong = np.array([g != q for g, q in zip(gt, pred, strict=True)], dtype=int)
-    contracts = [load_policy(name) for name in (policies if policies is not None else available_policies())]
+    contracts = all_policies() if policies is None else [cached_policy(name) for name in policies]
     cues: dict[str, list[dict[str, float]]] = {"stored": [], **{c.name: [] for c in contracts}}
     for sample_id, path, digest, sample_slices in zip(ids, paths, hashes, slices, strict=True):
         synthetic = "synthetic" in (sample_slices or [])
-        with Image.open(path) as stored:
+        with Image.open(path) as stored:  # decoded once: the file's own JPEG tables, then the upright pixels
             cues["stored"].append(image_cues(stored, synthetic=synthetic))
-        image = open_rgb(path)
+            image = upright_rgb(stored)
         for contract in contracts:
             query = render_query(image, contract, seed=validator_seed(query_key(sample_id, digest), seed))
             cues[contract.name].append(image_cues(query, synthetic=synthetic))
@@ -270,9 +268,9 @@ def contract_table(collection: foc.SampleCollection, model: Any, *, seed: int = 
     if not labelled.count():
         raise InputError("No labelled samples to score per contract.")
     rows = []
-    for name in policies if policies is not None else available_policies():
-        policy = load_policy(name)
-        scores = score_queries(model, labelled, seed=seed, policy=policy)
+    for policy in all_policies() if policies is None else [cached_policy(name) for name in policies]:
+        name = policy.name
+        scores = score_queries(model, labelled, seed=seed, query_policy=name)
         decided = (scores.p >= model.config.threshold).astype(int)
         overall, _ = slice_table(scores.y, decided, scores.p, scores.slices, slice_names=(), seed=seed)
         reward = rewards_by_policy(scores.y, decided, [policy], seed=seed)[name] if 0 < scores.y.sum() < scores.y.size else None

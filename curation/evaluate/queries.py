@@ -11,11 +11,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from PIL import Image
 
 from curation import schema
 from curation.stage1.model import Stage1Config, Stage1Model
-from curation.stage1.query_policies import QueryPolicy, render_query
+from curation.stage1.query_policies import contract_query
 
 
 @dataclass(frozen=True, eq=False)
@@ -44,17 +43,16 @@ class QueryScores:
         return dataclasses.replace(self, p=p, features=table[:, order])
 
 
-def score_queries(model: Stage1Model, view: Any, *, seed: int, batch_size: int = 32, policy: QueryPolicy | None = None) -> QueryScores:
+def score_queries(
+    model: Stage1Model, view: Any, *, seed: int, batch_size: int = 32, query_policy: str | None = None
+) -> QueryScores:
     """Predict the validator query of every sample (seeded per image content: identical across models and databases).
 
-    ``policy``: render the queries as that contract does (:func:`render_query`, pixel-exact);
-    None keeps the platform's own model of the 2025-11 contract that training uses.
+    ``query_policy``: the contract the queries follow (:func:`contract_query`); None: the
+    platform's own model of the 2025-11 contract.
     """
     from curation.media import open_rgb
-    from curation.stage1.validator_view import query_key, validator_query, validator_seed
-
-    def render(image: Image.Image, query_seed: int) -> Image.Image:
-        return validator_query(image, query_seed) if policy is None else render_query(image, policy, query_seed)
+    from curation.stage1.validator_view import query_key, validator_seed
 
     ids, paths, labels, slices, groups, hashes = view.values(
         ["id", "filepath", "ground_truth.label", "slices", "sequence_group", "content_hash"]
@@ -62,7 +60,7 @@ def score_queries(model: Stage1Model, view: Any, *, seed: int, batch_size: int =
     preds = []
     for start in range(0, len(ids), batch_size):
         chunk = range(start, min(start + batch_size, len(ids)))
-        images = [render(open_rgb(paths[i]), validator_seed(query_key(ids[i], hashes[i]), seed)) for i in chunk]
+        images = [contract_query(open_rgb(paths[i]), validator_seed(query_key(ids[i], hashes[i]), seed), query_policy) for i in chunk]
         preds.extend(model.predict(images))
     names = sorted(preds[0].gate_features) if preds else []
     p = np.array([q.p_roadwork for q in preds])

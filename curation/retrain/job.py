@@ -30,7 +30,7 @@ from curation.stage1 import calibrate
 from curation.stage1.gate import GateConfig
 from curation.stage1.model import Stage1Config, Stage1Model
 from curation.stage1.promotion import PromotionRule, decide_promotion, paired_mcc_interval, slice_rows
-from curation.stage1.query_policies import available_policies, cached_policy, load_policy
+from curation.stage1.query_policies import all_policies, cached_policy
 from curation.stage1.reward_window import rewards_by_policy
 from curation.stage1.train import TrainConfig
 from curation.stage1.views import ViewPolicy
@@ -229,7 +229,8 @@ def _run_retrain(settings: Settings, dataset: Any, config: RetrainConfig, *, run
     if config.query_policy is None and settings.query_policy:
         config = dataclasses.replace(config, query_policy=settings.query_policy)
     config = dataclasses.replace(config, query_policy=config.query_policy or None)  # "" also means the platform model
-    contract = cached_policy(config.query_policy) if config.query_policy else None
+    if config.query_policy:
+        cached_policy(config.query_policy)  # an unknown contract is refused before any work, naming the nearest one
     wanted = registry.jsonable(dataclasses.asdict(config))
     runs = settings.runs_root / "retrain"
     if run_name:  # resuming a named run keeps its version and must keep its configuration
@@ -290,10 +291,10 @@ def _run_retrain(settings: Settings, dataset: Any, config: RetrainConfig, *, run
         "evaluation",
         say,
     )
-    val = score_queries(model, clean.match({"split": schema.Split.VAL}), seed=config.calib_seed, policy=contract)
+    val = score_queries(model, clean.match({"split": schema.Split.VAL}), seed=config.calib_seed, query_policy=config.query_policy)
     calibration = calibrate_on_val(model, val)
     val = val.recalibrated(model.config)  # gate features depend on the new temperature and threshold
-    calib = score_queries(model, clean.match({"split": schema.Split.CALIB}), seed=config.calib_seed, policy=contract)
+    calib = score_queries(model, clean.match({"split": schema.Split.CALIB}), seed=config.calib_seed, query_policy=config.query_policy)
     try:
         fitted = fit_gate_arrays(
             val.features, (val.p >= model.config.threshold).astype(int) == val.y, val.groups,
@@ -312,22 +313,22 @@ def _run_retrain(settings: Settings, dataset: Any, config: RetrainConfig, *, run
     # dtype, compiled) would make the paired comparison compare numerics as well as models.
     champion = registry.resolve_model(settings.replace(stage1_serving=None), "champion") if champion_version else None
     evaluation: dict[str, Any] = {}
-    policies = [load_policy(name) for name in available_policies()]
+    policies = all_policies()
     decided = {"challenger": (calib.p >= model.config.threshold).astype(int)}
     evaluation["challenger"] = {"calib": slice_rows(calib.y, decided["challenger"], calib.p, calib.slices)}
     interval = None
     if champion is not None:
-        champ_calib = score_queries(champion, clean.match({"split": schema.Split.CALIB}), seed=config.calib_seed, policy=contract)
+        champ_calib = score_queries(champion, clean.match({"split": schema.Split.CALIB}), seed=config.calib_seed, query_policy=config.query_policy)
         decided["champion"] = (champ_calib.p >= champion.config.threshold).astype(int)
         evaluation["champion"] = {"calib": slice_rows(champ_calib.y, decided["champion"], champ_calib.p, champ_calib.slices)}
         rule = config.promotion
         interval = paired_mcc_interval(calib.y, decided["challenger"], decided["champion"], n=rule.bootstrap, confidence=rule.confidence, seed=config.calib_seed)
     synth_view = clean.match({"split": schema.Split.VAL_SYNTHETIC})
     if synth_view.count():
-        s = score_queries(model, synth_view, seed=config.calib_seed, policy=contract)
+        s = score_queries(model, synth_view, seed=config.calib_seed, query_policy=config.query_policy)
         evaluation["challenger"]["val_synthetic"] = slice_rows(s.y, (s.p >= model.config.threshold).astype(int), s.p, s.slices)
         if champion is not None:
-            cs = score_queries(champion, synth_view, seed=config.calib_seed, policy=contract)
+            cs = score_queries(champion, synth_view, seed=config.calib_seed, query_policy=config.query_policy)
             evaluation["champion"]["val_synthetic"] = slice_rows(cs.y, (cs.p >= champion.config.threshold).astype(int), cs.p, cs.slices)
 
     scored = {"challenger": calib.y, **({"champion": champ_calib.y} if champion is not None else {})}

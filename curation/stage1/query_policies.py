@@ -299,6 +299,11 @@ def cached_policy(name: str) -> QueryPolicy:
     return load_policy(name)
 
 
+def all_policies() -> list[QueryPolicy]:
+    """Every shipped contract, oldest first, each parsed once per process."""
+    return [cached_policy(name) for name in available_policies()]
+
+
 def contract_query(image: Image.Image, seed: int, contract: str | None, level: int | None = None, *, quality: int = 75) -> Image.Image:
     """The query a validator sends for ``image``: under the named contract (pixel-exact), or, for
     None, the platform's own model of the 2025-11 contract (:func:`validator_view.validator_query`,

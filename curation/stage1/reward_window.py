@@ -17,13 +17,18 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.typing import ArrayLike
 
 from curation.errors import InputError
 from curation.stage1.arrays import as_float_array, check_fraction, check_int
+
+if TYPE_CHECKING:
+    from curation.stage1.query_policies import QueryPolicy, Reward
 
 __all__ = ["RewardEstimate", "simulate_reward", "window_rewards"]
 
@@ -51,7 +56,7 @@ class RewardEstimate:
     consensus_from: str
 
 
-def window_rewards(labels: np.ndarray, answers: np.ndarray, *, reward: object) -> np.ndarray:
+def window_rewards(labels: np.ndarray, answers: np.ndarray, *, reward: Reward) -> np.ndarray:
     """Reward at the end of each history. ``labels``/``answers``: [H, W] of 0/1, oldest first.
 
     ``reward`` is a policy's :class:`~curation.stage1.query_policies.Reward` (window sizes,
@@ -72,7 +77,7 @@ def window_rewards(labels: np.ndarray, answers: np.ndarray, *, reward: object) -
 def simulate_reward(
     y_true: ArrayLike,
     p: ArrayLike,
-    reward: object,
+    reward: Reward,
     *,
     consensus_share: float = 0.0,
     consensus: ArrayLike | None = None,
@@ -132,7 +137,7 @@ def simulate_reward(
     )  # fmt: skip
 
 
-def rewards_by_policy(y_true: ArrayLike, decided: ArrayLike, policies: list, *, seed: int = 0) -> dict[str, RewardEstimate]:
+def rewards_by_policy(y_true: ArrayLike, decided: ArrayLike, policies: Sequence[QueryPolicy], *, seed: int = 0) -> dict[str, RewardEstimate]:
     """:func:`simulate_reward` under each contract (its windows, weights and consensus share).
 
     ``decided`` are the 0/1 answers the exported model gives: the bundle shifts p so that

@@ -23,6 +23,7 @@ import numpy as np
 from PIL import Image
 
 from curation.errors import InputError
+from curation.stage1.metrics import auroc
 
 CUES = ("black_bars", "jpeg_quality", "brightness", "blur", "megapixels", "synthetic")
 FLAG_AUROC = 0.7
@@ -112,12 +113,8 @@ class ShortcutRow:
 def _folded_auroc(x: np.ndarray, y: np.ndarray) -> float | None:
     if y.min() == y.max() or np.ptp(x) == 0:
         return None
-    from scipy.stats import rankdata
-
-    ranks = rankdata(x)
-    n_pos = y.sum()
-    auroc = (ranks[y == 1].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * (y.size - n_pos))
-    return float(max(auroc, 1.0 - auroc))
+    area = auroc(y, x)
+    return float(max(area, 1.0 - area))
 
 
 def _corr(x: np.ndarray, y: np.ndarray) -> float | None:
