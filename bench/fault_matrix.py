@@ -87,7 +87,7 @@ class Cell:
     def state(self, job: str) -> dict[str, Any]:
         import fiftyone as fo
 
-        from curation import store
+        from curation import schema, store
         from curation.settings import Settings
         from curation.store import registry
 
@@ -98,7 +98,7 @@ class Cell:
         if job == "ingest":
             rows = zip(hashes, ds.values("split"), ds.values("tags"), strict=True)
             out["samples"] = sorted([h, s, sorted(t or [])] for h, s, t in rows)
-            out["leak_unchecked"] = ds.match_tags(store.TAG_LEAK_UNCHECKED).count()
+            out["leak_unchecked"] = ds.match_tags(schema.TAG_LEAK_UNCHECKED).count()
             out["tmp_files"] = len(list((self.home / "media").glob("*/.tmp-*")))
         elif job == "predict":
             probs = ds.values("stage1.p_roadwork")

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from curation import store
-from curation.evaluate.job import FAILURE_VIEWS, WORKSPACE_NAME, evaluate_predictions
+from curation import schema, store
+from curation.evaluate.job import evaluate_predictions
 from curation.stage1.metrics import slice_table
 
 # (truth, predicted label, p_roadwork, slices, tags)
@@ -63,10 +63,10 @@ def test_evaluation_matches_hand_counts(dataset):
     assert by_name["orange_distractor"].n == 2 and by_name["orange_distractor"].precision == 0.0
     assert by_name["synthetic"].n == 0 and by_name["synthetic"].mcc is None  # n=0, never a metric of 0
 
-    fps = dataset.load_saved_view(FAILURE_VIEWS["FP"])
+    fps = dataset.load_saved_view(schema.FAILURE_VIEWS["FP"])
     assert fps.values("stage1.p_roadwork") == [0.95, 0.7]  # most confident mistake first
-    assert dataset.load_saved_view(FAILURE_VIEWS["FN"]).values("id") == [ids[2]]
-    assert WORKSPACE_NAME in dataset.list_workspaces()
+    assert dataset.load_saved_view(schema.FAILURE_VIEWS["FN"]).values("id") == [ids[2]]
+    assert schema.FAILURE_WORKSPACE in dataset.list_workspaces()
     assert "eval_stage1" in dataset.list_evaluations()
 
     (run,) = store.list_runs(dataset, "evaluate")

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from curation import schema
 from curation.settings import Settings
 
 
@@ -247,7 +248,7 @@ def test_item13_killed_ingest_leaves_no_trainable_leak(settings, dataset, tmp_pa
     leaks = set(dataset.match_tags("leak").values("id"))
     assert leaks, "the corpus must hold leaks for this test to mean anything"
     assert not leaks & trainable_in_window  # a retrain in the window would have trained on none of them
-    assert not dataset.match_tags(store.TAG_LEAK_UNCHECKED).count()  # a complete run checks everything
+    assert not dataset.match_tags(schema.TAG_LEAK_UNCHECKED).count()  # a complete run checks everything
 
 
 def test_item13_killed_ingest_tmp_files_are_swept(tmp_path):

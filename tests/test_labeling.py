@@ -6,9 +6,6 @@ import pytest
 from curation import schema
 from curation.errors import InputError
 from curation.label.human_labels import (
-    AUDIT_VIEW,
-    ORANGE_VIEW,
-    TAG_EXCEPTION,
     accept_boxes,
     mark_hard_negative,
     mark_roadwork,
@@ -49,7 +46,7 @@ def test_hard_negative_records_history_and_exception(labeled):
     assert s.ground_truth.label == "no_roadwork" and s.label_origin == "human"
     assert s.hn_category == "ad" and s.labeled_by == "ana" and s.labeled_at is not None
     assert schema.TAG_HARD_NEGATIVE in s.tags
-    assert TAG_EXCEPTION in s.tags  # the source said roadwork: the human overrides the rule
+    assert schema.TAG_EXCEPTION in s.tags  # the source said roadwork: the human overrides the rule
     (entry,) = s.label_history
     assert entry["previous"] == {"label": "roadwork", "origin": "rule", "hn_category": None}
     assert entry["new"]["label"] == "no_roadwork" and entry["who"] == "ana" and entry["reason"] == "billboard"
@@ -60,7 +57,7 @@ def test_human_label_clears_conflict_and_lands_in_audit_view(labeled):
     mark_roadwork(labeled.match({"filepath": "/tmp/l1.jpg"}), user="bo")
     s = _by_path(labeled)["/tmp/l1.jpg"]
     assert "label_conflict" not in s.tags and s.ground_truth.label == "roadwork"
-    assert labeled.load_saved_view(AUDIT_VIEW).values("filepath") == ["/tmp/l1.jpg"]  # val corrections are audited
+    assert labeled.load_saved_view(schema.AUDIT_VIEW).values("filepath") == ["/tmp/l1.jpg"]  # val corrections are audited
 
 
 def test_undo_restores_previous_label_and_keeps_trace(labeled):
@@ -69,7 +66,7 @@ def test_undo_restores_previous_label_and_keeps_trace(labeled):
     assert undo_label(target, user="cy") == 1
     s = _by_path(labeled)["/tmp/l0.jpg"]
     assert s.ground_truth.label == "roadwork" and s.label_origin == "rule" and s.hn_category is None
-    assert schema.TAG_HARD_NEGATIVE not in s.tags and TAG_EXCEPTION not in s.tags
+    assert schema.TAG_HARD_NEGATIVE not in s.tags and schema.TAG_EXCEPTION not in s.tags
     assert [e["action"] for e in s.label_history] == ["mark_hard_negative", "undo"]
     assert s.label_history[0]["undone"] is True
     assert undo_label(target, user="cy") == 0  # nothing left to undo
@@ -101,7 +98,7 @@ def test_orange_queue_orders_likely_false_positives_first(labeled):
     view = orange_candidates(labeled)
     # scores: l0 0.3×0.9=0.27, l1 0.5×0.3=0.15; l2 below the orange floor
     assert view.values("filepath") == ["/tmp/l0.jpg", "/tmp/l1.jpg"]
-    assert labeled.load_saved_view(ORANGE_VIEW).values("filepath") == ["/tmp/l0.jpg", "/tmp/l1.jpg"]
+    assert labeled.load_saved_view(schema.ORANGE_VIEW).values("filepath") == ["/tmp/l0.jpg", "/tmp/l1.jpg"]
 
 
 def test_label_cli_queue_and_changes(labeled, settings, monkeypatch):

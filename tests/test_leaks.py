@@ -3,8 +3,8 @@ from __future__ import annotations
 import fiftyone as fo
 import numpy as np
 
-from curation import store
-from curation.ingest.leaks import TAG_LEAK_EMBEDDING, recheck_leaks_with_embeddings
+from curation import schema, store
+from curation.ingest.leaks import recheck_leaks_with_embeddings
 
 
 def test_embedding_near_duplicates_of_eval_images_are_tagged_on_the_trainable_side(dataset):
@@ -22,6 +22,6 @@ def test_embedding_near_duplicates_of_eval_images_are_tagged_on_the_trainable_si
         for i, (split, emb) in enumerate(rows)
     ])
     assert recheck_leaks_with_embeddings(dataset, threshold=0.05) == 2
-    tagged = set(dataset.match_tags(TAG_LEAK_EMBEDDING).values("id"))
+    tagged = set(dataset.match_tags(schema.TAG_LEAK_EMBEDDING).values("id"))
     assert tagged == {ids[1], ids[2]}  # never the test image
     assert ids[1] not in store.training_view(dataset).values("id")

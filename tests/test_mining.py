@@ -7,10 +7,10 @@ import fiftyone as fo
 import numpy as np
 import pytest
 
-from curation import store
+from curation import schema, store
 from curation.errors import CurationError
 from curation.evaluate.gate_job import GateJobConfig, fit_and_apply_gate
-from curation.mine.job import LATEST_VIEW, MiningConfig, mine
+from curation.mine.job import MiningConfig, mine
 from curation.stage1.features import gate_feature_dict, gate_features
 from curation.stage1.hardness import HardnessWeights, hardness_scores
 
@@ -87,7 +87,7 @@ def test_mine_picks_only_train_and_pool_and_is_idempotent(mined_dataset):
     picked = mined_dataset.select(list(report.selected_ids))
     assert set(picked.values("split")) <= {"train", "pool"}
     assert "leak" not in picked.count_sample_tags()
-    assert set(mined_dataset.load_saved_view(LATEST_VIEW).values("id")) == set(report.selected_ids)
+    assert set(mined_dataset.load_saved_view(schema.LATEST_HARD_VIEW).values("id")) == set(report.selected_ids)
 
     again = mine(mined_dataset, day=DAY, config=cfg)
     assert again.already_done and set(again.selected_ids) == set(report.selected_ids)
@@ -154,26 +154,26 @@ def test_mining_a_view_tags_its_own_batch_and_leaves_the_daily_run_alone(mined_d
     adhoc = mine(pool_only, day=DAY, config=cfg)
     assert adhoc.tag.startswith("hard:2026-11-25:view-") and len(adhoc.selected_ids) == 2
     assert set(mined_dataset.select(list(adhoc.selected_ids)).values("split")) == {"pool"}
-    assert LATEST_VIEW not in mined_dataset.list_saved_views()  # hard/latest is the daily batch's
+    assert schema.LATEST_HARD_VIEW not in mined_dataset.list_saved_views()  # hard/latest is the daily batch's
     again = mine(mined_dataset.match({"split": "pool"}), day=DAY, config=cfg)  # the same view, rebuilt
     assert again.already_done and again.tag == adhoc.tag and set(again.selected_ids) == set(adhoc.selected_ids)
 
     daily = mine(mined_dataset, day=DAY, config=cfg)  # the cron run is not "already done"
     assert not daily.already_done and daily.tag == "hard:2026-11-25" and len(daily.selected_ids) == 2
     assert not set(daily.selected_ids) & set(adhoc.selected_ids)  # either tag keeps a sample out of later batches
-    assert set(mined_dataset.load_saved_view(LATEST_VIEW).values("id")) == set(daily.selected_ids)
+    assert set(mined_dataset.load_saved_view(schema.LATEST_HARD_VIEW).values("id")) == set(daily.selected_ids)
 
 
 def test_backfill_keeps_hard_latest_and_a_rerun_repairs_it(mined_dataset, monkeypatch):
     cfg = MiningConfig(quota=2, min_hardness=0.0)
     today = mine(mined_dataset, day=date(2026, 11, 26), config=cfg)
     mine(mined_dataset, day=DAY, config=cfg)  # backfilling the day before
-    assert set(mined_dataset.load_saved_view(LATEST_VIEW).values("id")) == set(today.selected_ids)
+    assert set(mined_dataset.load_saved_view(schema.LATEST_HARD_VIEW).values("id")) == set(today.selected_ids)
     # A run killed between tagging and saving the view: the re-run (already done) points hard/latest right.
-    mined_dataset.delete_saved_view(LATEST_VIEW)
+    mined_dataset.delete_saved_view(schema.LATEST_HARD_VIEW)
     rerun = mine(mined_dataset, day=date(2026, 11, 26), config=cfg)
     assert rerun.already_done
-    assert set(mined_dataset.load_saved_view(LATEST_VIEW).values("id")) == set(today.selected_ids)
+    assert set(mined_dataset.load_saved_view(schema.LATEST_HARD_VIEW).values("id")) == set(today.selected_ids)
 
 
 @pytest.mark.parametrize(("changes", "match"), [({"diversity": 1.5}, "diversity"), ({"lock_ttl_s": -1}, "lock_ttl_s")])
@@ -290,7 +290,7 @@ def test_gate_and_mining_report_the_same_from_the_app_and_the_cli(cli_env, monke
     assert Path(gate["gate_path"]).parent == cli_env.runs_root / "gates" / "unversioned"
 
     mined = cops.execute("mine_hard_cases", dataset, {"quota": 5, "min_hardness": 0.0, "delegate": False})
-    assert len(mined["selected_ids"]) == 5 and f"tagged 5 as {mined['tag']}. Saved view: {LATEST_VIEW}." in mined["summary"]
+    assert len(mined["selected_ids"]) == 5 and f"tagged 5 as {mined['tag']}. Saved view: {schema.LATEST_HARD_VIEW}." in mined["summary"]
     again = CliRunner().invoke(app, ["mine", "--quota", "5", "--min-hardness", "0", "--day", mined["day"]], env={"COLUMNS": "300"})
     assert again.exit_code == 0, again.output
     assert f"{mined['tag']} already mined: 5 samples (nothing changed)." in again.output

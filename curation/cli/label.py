@@ -44,7 +44,8 @@ def orange_candidates_command(
     min_orange_share: Annotated[float, config_option(OrangeQueueConfig, "min_orange_share")] = OrangeQueueConfig.min_orange_share,
 ) -> None:
     """Likely orange false positives first: orange_share × p_roadwork, then failure_risk (saved view)."""
-    from curation.label.human_labels import ORANGE_VIEW, orange_candidates
+    from curation import schema
+    from curation.label.human_labels import orange_candidates
 
     _, dataset = _open(settings_file)
     view = orange_candidates(dataset, OrangeQueueConfig(min_orange_share=min_orange_share))
@@ -52,7 +53,7 @@ def orange_candidates_command(
     for sid, share, p, risk, label, path in zip(*rows, strict=True):
         risk_text = "—" if risk is None else f"{risk:.2f}"
         console.print(f"{sid}  orange {share:.2f} × p {p:.2f} = {share * p:.3f}  risk {risk_text}  {label}  {path}")
-    console.print(f"{view.count()} candidates; open the saved view `{ORANGE_VIEW}` in the App to label them.")
+    console.print(f"{view.count()} candidates; open the saved view `{schema.ORANGE_VIEW}` in the App to label them.")
 
 
 @label_app.command("hard-negative")

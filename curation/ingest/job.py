@@ -31,7 +31,7 @@ from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from curation import store
+from curation import schema, store
 from curation.errors import ConfigError, InputError, suggest
 from curation.ingest.rules import (
     MANAGED_FIELDS,
@@ -364,7 +364,7 @@ def _insert_new(
         path = media.put(image)
         result = merge({"content_hash": sha}, items, slice_config=config.slices)
         state = {k: v for k, v in result.state.items() if v not in (None, [], {})}
-        state["tags"] = [*(state.get("tags") or []), store.TAG_LEAK_UNCHECKED]  # until retag_leaks checks it
+        state["tags"] = [*(state.get("tags") or []), schema.TAG_LEAK_UNCHECKED]  # until retag_leaks checks it
         state.update(
             filepath=str(path),
             content_hash=sha,
@@ -438,7 +438,7 @@ def retag_leaks(dataset: fo.Dataset, *, max_distance: int) -> tuple[int, int]:
     tagged = cleared = 0
     for sample_id, _split, _group, _phash, _hash, tags in rows:
         tags = list(tags or [])
-        new = [t for t in tags if t != store.TAG_LEAK_UNCHECKED]
+        new = [t for t in tags if t != schema.TAG_LEAK_UNCHECKED]
         if sample_id in leaks and TAG_LEAK not in tags:
             new.append(TAG_LEAK)
             evidence[sample_id] = [e for e in leaks[sample_id] if not e.startswith("group:")]
@@ -460,7 +460,7 @@ def complete_leak_check(dataset: fo.Dataset) -> bool:
     killed import's new evaluation images cannot leave a near-duplicate train image untagged.
     """
     state = dataset.info.get(store.LEAK_CHECK_KEY) or {}
-    unchecked = dataset.match_tags(store.TAG_LEAK_UNCHECKED).count()
+    unchecked = dataset.match_tags(schema.TAG_LEAK_UNCHECKED).count()
     if not state.get("pending") and not unchecked:
         return False
     retag_leaks(dataset, max_distance=int(state.get("max_distance", IngestConfig.leak_hamming)))

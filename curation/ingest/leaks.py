@@ -13,7 +13,6 @@ from typing import Any
 
 from curation import schema, store
 
-TAG_LEAK_EMBEDDING = schema.TAG_LEAK_EMBEDDING
 TRAINABLE = (schema.Split.TRAIN.value, schema.Split.POOL.value)
 EVALUATION = (schema.Split.VAL.value, schema.Split.CALIB.value, schema.Split.TEST.value)
 
@@ -30,6 +29,6 @@ def recheck_leaks_with_embeddings(dataset: Any, *, embeddings_field: str = "stag
     trainable = index.leaks_view().match(F("split").is_in(list(TRAINABLE)))
     n = trainable.count()
     if n:
-        trainable.tag_samples(TAG_LEAK_EMBEDDING)
+        trainable.tag_samples(schema.TAG_LEAK_EMBEDDING)
     store.record_run(dataset, "leaks_embedding", {"threshold": threshold, "embeddings_field": embeddings_field, "tagged": n})
     return n

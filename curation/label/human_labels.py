@@ -25,7 +25,6 @@ if TYPE_CHECKING:
 
     from curation.slices import SliceConfig
 
-TAG_EXCEPTION, AUDIT_VIEW, ORANGE_VIEW = schema.TAG_EXCEPTION, schema.AUDIT_VIEW, schema.ORANGE_VIEW
 BOX_SOURCES = ("primitives_edit", "primitive_proposals", "sam_primitives")
 
 
@@ -96,8 +95,8 @@ def set_human_label(
         }
         new_gt[sid] = fo.Classification(label=label)
         new_hist[sid] = list(histories[i] or []) + [entry]
-        keep = [t for t in (tags[i] or []) if t not in (schema.TAG_LABEL_CONFLICT, TAG_EXCEPTION)]
-        new_tags[sid] = sorted(set(keep) | set(extra_tags) | ({TAG_EXCEPTION} if label != rule else set()))
+        keep = [t for t in (tags[i] or []) if t not in (schema.TAG_LABEL_CONFLICT, schema.TAG_EXCEPTION)]
+        new_tags[sid] = sorted(set(keep) | set(extra_tags) | ({schema.TAG_EXCEPTION} if label != rule else set()))
         new_slices[sid] = _slices_for_label(slices[i], orange[i], label, slice_rules)
     for name, values in (
         ("ground_truth", new_gt),
@@ -166,7 +165,7 @@ def undo_label(collection: foc.SampleCollection, *, user: str, reason: str = "un
         columns["label_origin"][sid] = prev["origin"]
         columns["hn_category"][sid] = prev["hn_category"]
         columns["label_history"][sid] = history
-        drop = {TAG_EXCEPTION} | ({schema.TAG_HARD_NEGATIVE} if last["action"] == "mark_hard_negative" else set())
+        drop = {schema.TAG_EXCEPTION} | ({schema.TAG_HARD_NEGATIVE} if last["action"] == "mark_hard_negative" else set())
         columns["tags"][sid] = [t for t in (sample_tags or []) if t not in drop]
         columns["labeled_by"][sid] = user
         columns["labeled_at"][sid] = when
@@ -248,7 +247,7 @@ def orange_candidates(collection: foc.SampleCollection, config: OrangeQueueConfi
         .match_tags(schema.TAG_HARD_NEGATIVE, bool=False)
         .sort_by([(F("orange_share") * F("stage1.p_roadwork"), -1), (F("failure_risk"), -1)])
     )
-    store.root_dataset(collection).save_view(ORANGE_VIEW, view, overwrite=True)
+    store.root_dataset(collection).save_view(schema.ORANGE_VIEW, view, overwrite=True)
     return view
 
 
@@ -257,4 +256,4 @@ def _save_audit_view(dataset: Any) -> None:
 
     evaluation = [s.value for s in schema.EVALUATION_SPLITS]
     view = dataset.match((F("label_origin") == schema.LABEL_ORIGIN_HUMAN) & F("split").is_in(evaluation))
-    dataset.save_view(AUDIT_VIEW, view.sort_by("labeled_at", reverse=True), overwrite=True)
+    dataset.save_view(schema.AUDIT_VIEW, view.sort_by("labeled_at", reverse=True), overwrite=True)

@@ -40,8 +40,7 @@ from curation.typed_config import setting
 if TYPE_CHECKING:
     import fiftyone.core.collections as foc
 
-HARD_TAG_PREFIX, LATEST_VIEW = schema.HARD_TAG_PREFIX, schema.LATEST_HARD_VIEW
-DAILY_TAG = re.compile(re.escape(HARD_TAG_PREFIX) + r"(\d{4}-\d{2}-\d{2})")
+DAILY_TAG = re.compile(re.escape(schema.HARD_TAG_PREFIX) + r"(\d{4}-\d{2}-\d{2})")
 CANDIDATE_SPLITS = (schema.Split.TRAIN.value, schema.Split.POOL.value)
 
 
@@ -85,7 +84,7 @@ class MiningReport:
         if self.already_done:
             text = f"{self.tag} already mined: {len(self.selected_ids)} samples (nothing changed)."
         else:
-            latest = "" if ":view-" in self.tag else f" Saved view: {LATEST_VIEW}."
+            latest = "" if ":view-" in self.tag else f" Saved view: {schema.LATEST_HARD_VIEW}."
             text = (f"{self.n_passed} of {self.n_candidates} candidates reached the minimum hardness; "
                     f"tagged {len(self.selected_ids)} as {self.tag}.{latest}")  # fmt: skip
         return text + (f" Note: {self.note}." if self.note else "")
@@ -93,7 +92,7 @@ class MiningReport:
 
 def day_tag(day: date, scope: str = "") -> str:
     """``hard:YYYY-MM-DD`` for the daily batch; ``hard:YYYY-MM-DD:<scope>`` for a view's batch."""
-    return f"{HARD_TAG_PREFIX}{day.isoformat()}" + (f":{scope}" if scope else "")
+    return f"{schema.HARD_TAG_PREFIX}{day.isoformat()}" + (f":{scope}" if scope else "")
 
 
 def mining_scope(collection: foc.SampleCollection) -> str:
@@ -110,7 +109,7 @@ def candidates(collection: foc.SampleCollection) -> foc.SampleCollection:
     from fiftyone import ViewField as F
 
     view = collection.match(F("split").is_in(list(CANDIDATE_SPLITS))).match_tags([schema.TAG_LEAK, schema.TAG_LEAK_EMBEDDING], bool=False)
-    return view.exists("stage1").match(F("tags").filter(F().starts_with(HARD_TAG_PREFIX)).length() == 0)
+    return view.exists("stage1").match(F("tags").filter(F().starts_with(schema.HARD_TAG_PREFIX)).length() == 0)
 
 
 def mine(
@@ -184,9 +183,9 @@ def _point_latest(dataset: Any, tag: str, day: date) -> None:
     if days and max(days) > day.isoformat():
         return
     view = dataset.match_tags(tag).sort_by("hardness", reverse=True)
-    if LATEST_VIEW in dataset.list_saved_views() and _stages(dataset.load_saved_view(LATEST_VIEW)) == _stages(view):
+    if schema.LATEST_HARD_VIEW in dataset.list_saved_views() and _stages(dataset.load_saved_view(schema.LATEST_HARD_VIEW)) == _stages(view):
         return
-    dataset.save_view(LATEST_VIEW, view, overwrite=True)
+    dataset.save_view(schema.LATEST_HARD_VIEW, view, overwrite=True)
 
 
 def _stages(collection: Any) -> list[dict[str, Any]]:

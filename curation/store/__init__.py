@@ -70,7 +70,6 @@ from curation.store.runs import (  # noqa: F401
 )
 from curation.store.views import (  # noqa: F401
     LEAK_CHECK_KEY,
-    TAG_LEAK_UNCHECKED,
     source_split_label_counts,
     trainable_samples,
     training_view,

@@ -11,8 +11,6 @@ if TYPE_CHECKING:
     import fiftyone as fo
 
 
-TAG_LEAK_UNCHECKED = schema.TAG_LEAK_UNCHECKED
-"""On a sample an import added before its leak check ran: never trained on until the check clears it."""
 LEAK_CHECK_KEY = "curation_leak_check"
 """Dataset info ``{"pending": bool, "max_distance": int}``: an import began and its leak check has not finished."""
 

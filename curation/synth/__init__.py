@@ -16,7 +16,7 @@ Example:
     ...            settings=settings).added
 """
 
-from curation.synth.admission import TAG_NOT_ADMITTED, AdmissionConfig, admit, child_split
+from curation.synth.admission import AdmissionConfig, admit, child_split
 from curation.synth.generate import SYNTH_FIELDS, GenerationError, SynthReport, hard_negative_stats, synthesize
 from curation.synth.pipeline import TINY, GeneratorConfig, SynthPipelines, build_tiny_pipeline, load_pipelines
 from curation.synth.plan import MODES, PURPOSES, SynthJob, plan_tasks
@@ -27,7 +27,6 @@ __all__ = [
     "MODES",
     "PURPOSES",
     "SYNTH_FIELDS",
-    "TAG_NOT_ADMITTED",
     "TINY",
     "AdmissionConfig",
     "CategoryStats",

@@ -29,7 +29,6 @@ from typing import Any
 
 import numpy as np
 
-from curation import schema
 from curation.errors import ConfigError
 from curation.schema import Label, Split
 from curation.typed_config import setting
@@ -37,7 +36,6 @@ from curation.typed_config import setting
 NEAR_DUPLICATE = "near_duplicate"
 CONFIDENT = "confident"
 
-TAG_NOT_ADMITTED = schema.TAG_NOT_ADMITTED
 """Tag on synthetic samples kept out of training (random-weight generator)."""
 
 Scorer = Callable[[Sequence[Any]], Sequence[float]]
@@ -140,7 +138,7 @@ def child_split(purpose: str, *, random_weights: bool) -> str | None:
 
     ``purpose`` ``train`` gives split ``train``; ``val_synthetic`` gives ``val_synthetic``
     (evaluation only). Images from a random-weight generator get **no split** (None) and the
-    :data:`TAG_NOT_ADMITTED` tag: training views select ``split == "train"`` and evaluation views
+    :data:`curation.schema.TAG_NOT_ADMITTED` tag: training views select ``split == "train"`` and evaluation views
     select their own splits, so a split-less sample is in neither, whatever a later job forgets to
     filter. Keeping them in the dataset (rather than dropping them) lets the demo and tests browse
     what the pipeline produced.

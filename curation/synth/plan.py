@@ -31,8 +31,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from curation.errors import ConfigError, InputError, suggest
-from curation.schema import CONTEXT_CLASSES, ROADWORK_PRIMITIVES, TAG_LABEL_CONFLICT, TAG_LEAK, Label, Source, Split
-from curation.synth.admission import TAG_NOT_ADMITTED, AdmissionConfig, child_split
+from curation.schema import CONTEXT_CLASSES, ROADWORK_PRIMITIVES, TAG_LABEL_CONFLICT, TAG_LEAK, TAG_NOT_ADMITTED, Label, Source, Split
+from curation.synth.admission import AdmissionConfig, child_split
 from curation.synth.prompts import KINDS, ComposedPrompt, PromptBank
 from curation.synth.targeting import largest_remainder
 

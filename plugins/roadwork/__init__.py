@@ -168,7 +168,7 @@ class OrangeCandidates(_Operator):
         config = cops.config_from_params(human_labels.OrangeQueueConfig, ctx.params, self.settings)
         view = human_labels.orange_candidates(ctx.target_view(), config)
         ctx.ops.set_view(view=view)
-        return {"summary": f"{view.count()} candidates; saved view {human_labels.ORANGE_VIEW}."}
+        return {"summary": f"{view.count()} candidates; saved view {schema.ORANGE_VIEW}."}
 
 
 class MarkHardNegative(_Operator):
