@@ -21,7 +21,7 @@ from typing import Any
 
 from curation.errors import ConfigError
 from curation.serving_config import ServingConfig
-from curation.typed_config import from_mapping, read_yaml_mapping
+from curation.typed_config import check_settings, from_mapping, read_yaml_mapping, setting
 
 ENV_PREFIX = "CURATION_"
 SETTINGS_FILE_ENV = "CURATION_SETTINGS"
@@ -29,6 +29,20 @@ SETTINGS_FILE_ENV = "CURATION_SETTINGS"
 
 def _default_home() -> Path:
     return Path(os.environ.get("CURATION_HOME", Path.cwd() / "data")).expanduser()
+
+
+@dataclass(frozen=True)
+class RaySettings:
+    """Where and how ``--engine ray`` runs Stage-1 (:mod:`curation.predict.ray_engine`)."""
+
+    address: str | None = setting(None, help="Ray cluster to join (`ray://host:10001` or `host:6379`); None starts a local Ray here.")
+    num_actors: int = setting(1, low=1, help="Model actors: each holds the Stage-1 model once (one per GPU on a GPU cluster).")
+    gpus_per_actor: float = setting(0.0, low=0.0, help="GPUs each model actor reserves (0: CPU actors).")
+    cpus_per_actor: float = setting(1.0, low=0.0, help="CPUs each model actor reserves (its torch threads on a CPU actor).")
+    batch_size: int = setting(16, low=1, help="Images per decode task and per model call.")
+
+    def __post_init__(self) -> None:
+        check_settings(self)
 
 
 @dataclass(frozen=True)
@@ -54,6 +68,8 @@ class Settings:
             and promotion follow (a name in ``models/streetvision/policies``); the default is the
             newest public one. Empty or null: the platform's own model of the 2025-11 queries
             (``stage1/validator_view.py``, what the demo runs on).
+        ray: the Ray cluster and actor sizes ``--engine ray`` uses (:class:`RaySettings`); as an
+            environment variable a YAML mapping: ``CURATION_RAY='{address: "head:6379", num_actors: 4}'``.
     """
 
     dataset_name: str = "roadwork"
@@ -68,6 +84,7 @@ class Settings:
     app_port: int = 5151
     stage1_serving: ServingConfig | None = None
     query_policy: str | None = "streetvision-2026-05"
+    ray: RaySettings = field(default_factory=RaySettings)
 
     def __post_init__(self) -> None:
         if not self.dataset_name or not self.dataset_name.replace("-", "").replace("_", "").isalnum():

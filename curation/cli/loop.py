@@ -28,6 +28,19 @@ def _target(dataset, splits: list[str] | None, view_name: str | None):
     return view.match({"split": {"$in": splits}}) if splits else view
 
 
+ENGINES = ("process", "ray")
+
+
+def _ray_engine(settings: Any, address: str | None) -> Any:
+    import dataclasses
+
+    from curation.predict.ray_engine import RayEngine
+    from curation.settings import RaySettings
+
+    config = settings.ray or RaySettings()  # `CURATION_RAY=null` switches the section off: defaults
+    return RayEngine(dataclasses.replace(config, address=address) if address else config)
+
+
 @command("predict")
 def predict_command(
     settings_file: SettingsOption = None,
@@ -42,13 +55,26 @@ def predict_command(
     device: Annotated[
         str | None, typer.Option(help="cpu, cuda, cuda:1 ... (default: the `stage1_serving` device, else cpu)")
     ] = None,
+    engine: Annotated[
+        str, typer.Option(help="'process': this process computes; 'ray': Ray tasks decode, Ray model actors predict (settings `ray`).")
+    ] = "process",
+    ray_address: Annotated[
+        str | None, typer.Option(help="Ray cluster to join with --engine ray (default: settings `ray.address`, else a local Ray).")
+    ] = None,
+    repredict: Annotated[
+        bool, typer.Option("--repredict", help="With --engine ray, also predict samples that already hold this model version's predictions.")
+    ] = False,
 ) -> None:
     """Run Stage-1 and write stage1, stage1_views, gate_features, model_version (bulk writes)."""
     from curation import store
+    from curation.errors import InputError
     from curation.predict.job import Shard, predict_collection
     from curation.store import registry
 
+    if engine not in ENGINES:
+        raise InputError(f"`--engine` must be one of {', '.join(ENGINES)}; got {engine!r}.")
     settings = load_settings(settings_file)
+    ray_engine = _ray_engine(settings, ray_address) if engine == "ray" else None
     dataset = store.open_dataset(settings, create=False)
     stage1 = registry.resolve_model(settings, model, device=device)
     if not stage1.config.trained:
@@ -56,7 +82,7 @@ def predict_command(
     prefix = "validator_" if view == "validator" else ""
     report = predict_collection(
         _target(dataset, split, saved_view), stage1, batch_size=batch_size, shard=Shard.parse(shard), view=view, field_prefix=prefix,
-        query_policy=settings.query_policy,
+        query_policy=settings.query_policy, engine=ray_engine, resume=ray_engine is not None and not repredict,
     )
     console.print(f"Predicted {report.n_predicted} samples with model {report.model_version} (run {report.run_id}).")
     if report.settled.finished or report.settled.discarded:

@@ -35,6 +35,7 @@ from curation.store.registry import jsonable
 if TYPE_CHECKING:
     import fiftyone.core.collections as foc
 
+    from curation.predict.ray_engine import RayEngine
     from curation.stage1.model import Stage1Model, Stage1Prediction
     from curation.stage1.serving import ServingModel
 
@@ -182,6 +183,14 @@ def _write_staged(dataset: Any, columns: dict[str, dict[str, Any]], run_field: s
         values.clear()
 
 
+def _not_predicted(collection: foc.SampleCollection, ids: Sequence[str], version_field: str, version: str) -> list[str]:
+    """``ids`` without the samples whose ``version_field`` already says ``version``, in order."""
+    from fiftyone import ViewField as F
+
+    done = set(collection.match(F(version_field) == version).values("id"))
+    return [i for i in ids if i not in done]
+
+
 def predict_collection(
     collection: foc.SampleCollection,
     model: Stage1Model,
@@ -194,6 +203,8 @@ def predict_collection(
     field_prefix: str = "",
     progress: bool = True,
     on_progress: Callable[[int, int], None] | None = None,
+    engine: RayEngine | None = None,
+    resume: bool = False,
 ) -> PredictReport:
     """Predict every sample of ``collection`` (this worker's shard) and write the Stage-1 fields.
 
@@ -205,6 +216,11 @@ def predict_collection(
         field_prefix: prefix for the written fields (e.g. ``validator_``), so validator-view
             predictions sit beside stored-view ones.
         on_progress: called with (done, total) after each batch (delegated operators report it).
+        engine: a :class:`~curation.predict.ray_engine.RayEngine` decodes in Ray tasks and predicts
+            in Ray model actors (local or a cluster); None computes in this process.
+        resume: skip samples that already hold this model version's predictions and promote each
+            written block at once, so a killed run, run again, finishes the rest instead of starting over
+            (samples never mix two models; the collection may, until the re-run ends).
 
     A model served on the bulk path (:class:`~curation.stage1.serving.ServingModel`, ``path:
     bulk``) is fed by its loader's worker processes, ``batch_images`` per step; any other model
@@ -219,11 +235,15 @@ def predict_collection(
     dataset = store.root_dataset(collection)
     names = [f"{field_prefix}{name}" for name in PREDICTION_FIELDS]
     ids = shard.select(collection.values("id"))
+    if resume:
+        ids = _not_predicted(collection, ids, f"{field_prefix}model_version", model.config.version)
     selected = collection.select(ids)
     paths = dict(zip(*selected.values(["id", "filepath"])))
     report = PredictReport(model_version=model.config.version, trained=model.config.trained)
     seeds = _validator_seeds(selected, seed) if view == "validator" else None
-    if streams_files(model):
+    if engine is not None:
+        batches = (_Predicted(*block) for block in engine.batches(model, ids, paths, seeds, query_policy))
+    elif streams_files(model):
         batches = _streamed(model, ids, paths, seeds, query_policy)
     else:
         batches = _in_process(model, ids, paths, seeds, batch_size, query_policy)
@@ -244,6 +264,8 @@ def predict_collection(
                         columns[f"{field_prefix}{name}"][sample_id] = value
                 if len(columns[names[0]]) >= _WRITE_EVERY:
                     _write_staged(dataset, columns, run_field, report.staging_id)
+                    if resume:  # this block is final now: a kill keeps it, and the re-run skips it
+                        store.promote_staged(dataset, names, run_field=run_field, run_id=report.staging_id)
                 report.n_predicted += len(batch.sample_ids)
                 report.skipped.extend(batch.skipped)
                 bar.advance(task, batch.n_done)
@@ -268,6 +290,8 @@ def predict_collection(
             "threshold": model.config.threshold,
             "fields": names,
             "shard": f"{shard.index}/{shard.count}",
+            "engine": "in-process" if engine is None else {"ray": dataclasses.asdict(engine.config)},
+            "resume": resume,
             "staging_id": report.staging_id,
             "settled": dataclasses.asdict(report.settled),
             "n_predicted": report.n_predicted,

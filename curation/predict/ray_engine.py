@@ -1,0 +1,186 @@
+"""Stage-1 over a collection on Ray: decoding in Ray tasks, the model in Ray actors.
+
+Why: one process (with loader workers) is the ceiling of :func:`~curation.predict.job.predict_collection`;
+a team with several GPU boxes wants one run to use all of them, with retries and placement instead of
+hand-started ``--shard`` workers. Ray Data batch inference is the standard shape of that job:
+
+    ids, paths (driver) ──▶ decode tasks (CPU, any node) ──▶ model actors (GPU or CPU) ──▶ driver
+                                                                                           │
+                                                 staged bulk writes + promotion (MongoDB) ◀┘
+
+- Decode tasks open each file (:func:`curation.media.open_rgb`), build the validator query when asked,
+  and hand uint8 pixels on; a file that cannot be decoded becomes an error row (reported, skipped),
+  never a failed task.
+- Each model actor holds the Stage-1 model once (shipped through the object store, so nodes need the
+  package but no shared model directory) and serves it as the model says (``stage1_serving``: a
+  :class:`~curation.stage1.serving.ServingModel` sets itself up on the actor's device).
+- Actors restart when they die and their block is retried (Ray Data's actor pool defaults:
+  ``max_restarts=-1``, ``max_task_retries=-1``); a prediction is a pure function of the pixels and
+  the weights, so a retried block yields the same values.
+- The driver writes, reusing the single-process path's staged writes, promotion and run record, so
+  results and their guarantees are the same whichever engine computed them.
+
+Example:
+    >>> from curation.settings import RaySettings
+    >>> engine = RayEngine(RaySettings(num_actors=2))  # then predict_collection(view, model, engine=engine)
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import pickle
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from curation.errors import ConfigError
+from curation.media import OPEN_ERRORS, open_rgb
+from curation.settings import RaySettings
+
+if TYPE_CHECKING:
+    from curation.stage1.model import Stage1Model, Stage1Prediction
+
+Block = tuple[list[str], list["Stage1Prediction"], list[tuple[str, str]], int]
+"""One block back at the driver: sample ids predicted, their predictions, (file, reason) skipped, rows done."""
+
+_NO_SEED = -1
+DECODE_RETRIES = 3
+"""Retries of a decode task whose worker or node died (a file that cannot be decoded is not retried: it is reported)."""
+
+
+def connect(config: RaySettings) -> None:
+    """Join ``config.address``, or start a local Ray here; nothing when Ray is already up.
+
+    A local Ray gets at least one logical CPU more than the model actors reserve, so decode tasks
+    are always schedulable beside them (on a 2-core machine two 1-CPU actors would otherwise starve
+    the decoders).
+    """
+    try:
+        import ray
+    except ImportError:
+        raise ConfigError("`--engine ray` needs Ray: install the `ray` extra (pip install 'curation[ray]').") from None
+    if ray.is_initialized():
+        return
+    if config.address:
+        ray.init(address=config.address, logging_level="WARNING")
+        return
+    needed = math.ceil(config.num_actors * config.cpus_per_actor) + 1
+    ray.init(num_cpus=max(os.cpu_count() or 1, needed), include_dashboard=False, logging_level="WARNING")
+
+
+def decode_rows(batch: dict[str, np.ndarray], contract: str | None = None) -> dict[str, np.ndarray]:
+    """Decode task: ``{id, path, seed}`` rows → ``{id, path, image, error}`` (uint8 [H, W, 3] pixels).
+
+    ``seed`` ≥ 0 turns the image into the validator query seeded so (the contract ``contract``), as
+    the single-process path does; an undecodable file gets an empty image and its error message.
+    """
+    from curation.stage1.query_policies import contract_query
+
+    n = len(batch["id"])
+    images = np.empty(n, dtype=object)
+    errors = []
+    for i, (path, seed) in enumerate(zip(batch["path"], batch["seed"], strict=True)):
+        try:
+            image = open_rgb(str(path))
+        except OPEN_ERRORS as e:
+            images[i] = np.zeros((0, 0, 3), dtype=np.uint8)
+            errors.append(f"{type(e).__name__}: {e}")
+            continue
+        if int(seed) != _NO_SEED:
+            image = contract_query(image, int(seed), contract)
+        images[i] = np.asarray(image.convert("RGB"), dtype=np.uint8)
+        errors.append("")
+    return {"id": batch["id"], "path": batch["path"], "image": images, "error": np.array(errors, dtype=object)}
+
+
+def _decode_task_args() -> dict[str, Any]:
+    """Remote options of each decode task."""
+    return {"max_retries": DECODE_RETRIES}
+
+
+class Stage1Actor:
+    """A model actor: gets the Stage-1 model from the object store once, predicts decoded blocks.
+
+    Args:
+        model: ``[ObjectRef]`` of the model (in a list, so Ray hands the reference, not a copy per call).
+        threads: torch threads on a CPU actor (its reserved CPUs).
+    """
+
+    def __init__(self, model: list[Any], threads: int = 1):
+        import ray
+        import torch
+
+        ref = model[0]
+        self.model = ray.get(ref) if isinstance(ref, ray.ObjectRef) else ref
+        if ray.get_gpu_ids():
+            from curation.stage1.serving import ServingModel
+
+            if not isinstance(self.model, ServingModel):  # a served model picks its device in setup()
+                self.model = self.model.to("cuda")
+        else:
+            torch.set_num_threads(max(1, threads))
+        self.model.eval()
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        from PIL import Image
+
+        ok = [i for i, error in enumerate(batch["error"]) if not error]
+        # The same entry as the single-process path (Stage1Model.predict on PIL images), so the
+        # numbers are the same code's.
+        predictions = self.model.predict([Image.fromarray(np.asarray(batch["image"][i], dtype=np.uint8)) for i in ok])
+        out = np.full(len(batch["id"]), b"", dtype=object)  # pickled here: Arrow has no type for a prediction
+        for i, prediction in zip(ok, predictions, strict=True):
+            out[i] = pickle.dumps(prediction)
+        return {"id": batch["id"], "path": batch["path"], "error": batch["error"], "prediction": out}
+
+
+@dataclass(frozen=True)
+class RayEngine:
+    """Predict on Ray with ``config``'s cluster and actor sizes; see the module docstring.
+
+    Args:
+        config: the ``ray`` settings section.
+        actor_class: the model actor (tests pass one that dies once to check retries).
+        progress_bars: Ray Data's own progress bars (the platform shows its own by default).
+    """
+
+    config: RaySettings = field(default_factory=RaySettings)
+    actor_class: type = Stage1Actor
+    progress_bars: bool = False
+
+    def batches(
+        self, model: Stage1Model, ids: Sequence[str], paths: dict[str, str], seeds: dict[str, int] | None, contract: str | None
+    ) -> Iterator[Block]:
+        """Stream predictions back to the driver, one block at a time, in completion order."""
+        import ray
+
+        if not ids:
+            return
+        connect(self.config)
+        ray.data.DataContext.get_current().enable_progress_bars = self.progress_bars
+        size = self.config.batch_size
+        rows = [{"id": i, "path": paths[i], "seed": _NO_SEED if seeds is None else seeds[i]} for i in ids]
+        data = ray.data.from_items(rows, override_num_blocks=max(1, math.ceil(len(rows) / size)))
+        # A ray_remote_args_fn also keeps decoding a task stage of its own: Ray Data never fuses such a
+        # map into the next, and fused into the model actor the decoding would run on the GPU's worker.
+        data = data.map_batches(decode_rows, fn_kwargs={"contract": contract}, batch_size=size, ray_remote_args_fn=_decode_task_args)
+        data = data.map_batches(
+            self.actor_class,
+            fn_constructor_kwargs={"model": [ray.put(model)], "threads": max(1, int(self.config.cpus_per_actor))},
+            batch_size=size,
+            compute=ray.data.ActorPoolStrategy(size=self.config.num_actors),
+            num_cpus=self.config.cpus_per_actor,
+            num_gpus=self.config.gpus_per_actor,
+        )
+        for batch in data.iter_batches(batch_size=None, batch_format="numpy"):
+            kept, predictions, skipped = [], [], []
+            for sample_id, path, error, prediction in zip(batch["id"], batch["path"], batch["error"], batch["prediction"], strict=True):
+                if error:
+                    skipped.append((str(path), str(error)))
+                else:
+                    kept.append(str(sample_id))
+                    predictions.append(pickle.loads(prediction))
+            yield kept, predictions, skipped, len(batch["id"])
