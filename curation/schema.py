@@ -170,6 +170,9 @@ FIELDS: tuple[FieldSpec, ...] = (
     FieldSpec("failure_risk", "float", "the gate's P(stage-1 wrong)"),
     FieldSpec("stage1_correct", "bool", "routing label on held-out splits: stage-1 right?"),
     FieldSpec("hardness", "float", "combined, rank-normalised hardness of the last mining run"),
+    # Self-training (issue 21): a teacher's pseudo-labels on unlabeled pool samples, for a labeler to confirm or reject
+    FieldSpec("pseudo_label", "classification", "self-training teacher's pseudo-label: label, confidence, entropy (never ground_truth)"),
+    FieldSpec("pseudo_label_teacher", "string", "teacher version that wrote pseudo_label ('<challenger version>/ema-teacher')", indexed=True),
     # Labeling assistance (detector, SAM)
     FieldSpec("primitive_proposals", "detections", "detector proposals with confidences (not ground truth)"),
     FieldSpec("sam_primitives", "detections", "SAM masks and tight boxes with SAM scores (not ground truth)"),

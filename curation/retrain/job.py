@@ -32,6 +32,8 @@ from curation.stage1.model import Stage1Config, Stage1Model
 from curation.stage1.promotion import PromotionRule, decide_promotion, paired_mcc_interval, slice_rows
 from curation.stage1.query_policies import all_policies, cached_policy
 from curation.stage1.reward_window import rewards_by_policy
+from curation.stage1.self_train import MODES as TRAIN_MODES
+from curation.stage1.self_train import SelfTrainConfig
 from curation.stage1.train import TrainConfig
 from curation.stage1.views import ViewPolicy
 from curation.store import registry
@@ -51,6 +53,8 @@ class RetrainConfig:
     version: str | None = None  # None: bump the champion's minor version
     head_train: TrainConfig = field(default_factory=TrainConfig)
     finetune: TrainConfig | None = None  # partial/LoRA before the head, when set
+    mode: str = "supervised"  # or self_train: the supervised head, then the unlabeled pool with an EMA teacher (issue 21)
+    self_train: SelfTrainConfig = field(default_factory=SelfTrainConfig)
     hard_negative_weight: float = 2.0
     calib_seed: int = 0
     gate: GateConfig = field(default_factory=GateConfig)
@@ -65,6 +69,8 @@ class RetrainConfig:
     def __post_init__(self) -> None:
         if self.version is not None and not VERSION_PATTERN.fullmatch(str(self.version)):
             raise ConfigError(f"`version` must look like X.Y.Z (e.g. 1.4.0); got {self.version!r}.")
+        if self.mode not in TRAIN_MODES:
+            raise ConfigError(f"`mode` must be one of {', '.join(TRAIN_MODES)}; got {self.mode!r}.")
 
 
 @dataclass
@@ -125,8 +131,11 @@ def training_counts(view: Any) -> dict[str, Any]:
 
 
 # Step 3: train ----------------------------------------------------------------------------------
-def train_challenger(view: Any, config: RetrainConfig, *, settings: Settings, version: str, checkpoint_dir: Path) -> Stage1Model:
-    """Train a fresh Stage-1 on the training view (fine-tune first when configured, then the head)."""
+def train_challenger(
+    view: Any, config: RetrainConfig, *, settings: Settings, version: str, checkpoint_dir: Path, dataset: Any = None
+) -> Stage1Model:
+    """Train a fresh Stage-1 on the training view (fine-tune first when configured, then the head; with
+    ``mode: self_train`` the head then learns from ``dataset``'s unlabeled pool, see :mod:`curation.retrain.self_train`)."""
     import torch
 
     from curation.stage1.cache import CacheSpec, FeatureCache, cache_features
@@ -153,6 +162,11 @@ def train_challenger(view: Any, config: RetrainConfig, *, settings: Settings, ve
         cached.features, y, config.head_train, model=model, stats=cached.stats, content_hashes=hashes,
         sample_weights=weights, version=version, checkpoint_dir=checkpoint_dir / "head",
     )
+    if config.mode == "self_train":
+        from curation.retrain.self_train import run_self_training
+
+        run_self_training(dataset if dataset is not None else store.root_dataset(view), model, cached.features, y, config.self_train, cache=cache, version=version,
+                          seed=config.head_train.seed, out_dir=checkpoint_dir)
     return model
 
 
@@ -281,7 +295,7 @@ def _run_retrain(settings: Settings, dataset: Any, config: RetrainConfig, *, run
     if state.done("train"):
         model = Stage1Model.load(model_dir)
     else:
-        model = train_challenger(view, config, settings=settings, version=version, checkpoint_dir=run_dir / "checkpoints")
+        model = train_challenger(view, config, settings=settings, version=version, checkpoint_dir=run_dir / "checkpoints", dataset=dataset)
         model.save(model_dir, include_backbone=True)  # the cache and head belong to exactly these backbone weights
         state.mark("train", {"version": version})
 

@@ -12,10 +12,10 @@ from curation.errors import ConfigError, InputError
 from curation.stage1.model import Stage1Config, Stage1Model
 from curation.stage1.self_train import (
     NO_FILTER,
-    _Head,
     PseudoLabels,
     RoundGuard,
     SelfTrainConfig,
+    _Head,
     binary_entropy,
     cap_class_balance,
     ema_update,
@@ -110,7 +110,7 @@ def test_verified_reward_and_the_precision_gate():
 
 def test_round_guard_keeps_the_best_and_rolls_back_on_a_drop():
     guard = RoundGuard(tolerance=0.02, patience=2)
-    state = lambda v: {"w": torch.tensor([v])}  # noqa: E731
+    state = lambda v: {"w": torch.tensor([v])}
     assert guard.observe(0, 0.50, state(0.0)) == "improved"
     assert guard.observe(1, 0.60, state(1.0)) == "improved"
     assert guard.observe(2, 0.59, state(2.0)) == "held"
