@@ -92,10 +92,13 @@ TAG_HARD_NEGATIVE = "hard_negative"
 TAG_EXCEPTION = "label_exception"  # a person changed an evaluation-split label (audited)
 TAG_NOT_ADMITTED = "not_admitted"  # a synthetic image kept out of training
 HARD_TAG_PREFIX = "hard:"  # hard:YYYY-MM-DD, the day's mined batch (hard:YYYY-MM-DD:view-<hash> for a view's)
+SIMILAR_TAG_PREFIX = "similar:"  # similar:YYYY-MM-DD:<hash>, a "more like this" labeling batch
+BATCH_TAG_PREFIXES = (HARD_TAG_PREFIX, SIMILAR_TAG_PREFIX)  # labeling batches: the queues accept either
 
 # Saved views and workspaces the platform writes.
 FAILURE_VIEWS = {"FP": "failures/false_positives", "FN": "failures/false_negatives"}
 FAILURE_WORKSPACE = "failure browsing"
+MAP_WORKSPACE = "embeddings map"  # the grid beside the Embeddings panel
 LATEST_HARD_VIEW = "hard/latest"
 ORANGE_VIEW = "labels/orange_candidates"
 AUDIT_VIEW = "labels/audit_evaluation_splits"
@@ -170,6 +173,7 @@ FIELDS: tuple[FieldSpec, ...] = (
     FieldSpec("failure_risk", "float", "the gate's P(stage-1 wrong)"),
     FieldSpec("stage1_correct", "bool", "routing label on held-out splits: stage-1 right?"),
     FieldSpec("hardness", "float", "combined, rank-normalised hardness of the last mining run"),
+    FieldSpec("uniqueness", "float", "FiftyOne Brain uniqueness on stage1_embedding, in [0, 1] (1: nothing like it)"),
     # Self-training (issue 21): a teacher's pseudo-labels on unlabeled pool samples, for a labeler to confirm or reject
     FieldSpec("pseudo_label", "classification", "self-training teacher's pseudo-label: label, confidence, entropy (never ground_truth)"),
     FieldSpec("pseudo_label_teacher", "string", "teacher version that wrote pseudo_label ('<challenger version>/ema-teacher')", indexed=True),

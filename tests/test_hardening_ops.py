@@ -357,7 +357,7 @@ def test_item06_predict_killed_while_promoting_is_finished_by_the_next_run(datas
         raise KeyboardInterrupt("killed as promotion began")
 
     monkeypatch.setattr(store, "promote_staged", killed)
-    monkeypatch.setattr(store.runs, "release_lock", lambda name, owner: None)  # kill -9: the lease stays, its holder dead
+    monkeypatch.setattr(store.locks, "release_lock", lambda name, owner: None)  # kill -9: the lease stays, its holder dead
     with pytest.raises(KeyboardInterrupt):
         predict_mod.predict_collection(dataset, model, progress=False)
     monkeypatch.undo()

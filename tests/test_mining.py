@@ -133,16 +133,16 @@ def test_a_run_that_finishes_while_another_waits_for_the_lock_is_not_doubled(min
     """Run B checks (nothing tagged), run A mines and releases the lock, then B gets the lock: B must
     return A's batch, not tag a second one (A's samples are no longer candidates)."""
     cfg = MiningConfig(quota=3, min_hardness=0.0)
-    real_acquire = store.runs.acquire_lock  # what store.exclusive calls
+    real_acquire = store.locks.acquire_lock  # what store.exclusive calls
     first: dict = {}
 
     def others_run_first(name, owner, ttl_s):
         if not first:
-            monkeypatch.setattr(store.runs, "acquire_lock", real_acquire)
+            monkeypatch.setattr(store.locks, "acquire_lock", real_acquire)
             first["report"] = mine(mined_dataset, day=DAY, config=cfg)  # the cron run, start to finish
         return real_acquire(name, owner, ttl_s)
 
-    monkeypatch.setattr(store.runs, "acquire_lock", others_run_first)
+    monkeypatch.setattr(store.locks, "acquire_lock", others_run_first)
     late = mine(mined_dataset, day=DAY, config=cfg)
     assert late.already_done and set(late.selected_ids) == set(first["report"].selected_ids)
     assert mined_dataset.match_tags("hard:2026-11-25").count() == 3

@@ -1,10 +1,11 @@
 from __future__ import annotations
 
 import fiftyone as fo
+import numpy as np
 import pytest
 
 from curation import schema, store
-from curation.errors import SchemaError
+from curation.errors import CurationError, SchemaError
 
 
 def test_open_creates_persistent_dataset_with_schema(dataset, settings):
@@ -79,8 +80,40 @@ def test_run_records_newest_first(dataset):
     store.record_run(dataset, "predict", {"n": 3})
     runs = store.list_runs(dataset, "evaluate")
     assert [r["_id"] for r in runs] == [second, first]
-    assert runs[0]["mcc"] == 0.6 and runs[0]["dataset"] == dataset.name
+    assert runs[0]["mcc"] == 0.6 and runs[0]["kind"] == "evaluate"
     assert len(store.list_runs(dataset)) == 3
+    assert len(store.list_runs(dataset, limit=2)) == 2
+
+
+def test_runs_are_fiftyone_runs_that_the_app_can_list_and_load(dataset):
+    key = store.record_run(dataset, "mine", {"tag": "hard:2026-12-01", "scores": np.array([0.25, 0.5])}, tags=["hard:2026-12-01"])
+    assert key.startswith("mine_") and key.isidentifier()
+    assert key in dataset.list_runs()
+    info = dataset.get_run_info(key)
+    assert info.config.kind == "mine" and info.config.tags == ["hard:2026-12-01"] and info.config.method == "mine"
+    dataset.reload()
+    assert dataset.load_run_results(key, cache=False).summary == {"tag": "hard:2026-12-01", "scores": [0.25, 0.5]}
+    assert dataset.list_runs(kind="mine") == [key]  # FiftyOne's own filter on the config
+
+
+def test_deleting_a_run_removes_only_what_no_other_run_wrote(dataset, tmp_path):
+    dataset.add_samples([fo.Sample(filepath=str(tmp_path / f"{i}.jpg")) for i in range(3)])
+    ids = dataset.values("id")
+    dataset.select(ids[:2]).tag_samples("similar:2026-12-01:abc")
+    dataset.set_values("stage2_note", ["sign"] * len(dataset))
+    dataset.set_values("stage1_score", [0.5] * len(dataset))  # a float field no schema declares
+    old = store.record_run(dataset, "stage2", {"n": 1}, fields=["stage2_note", "stage1_score"])
+    new = store.record_run(dataset, "predict", {"n": 2}, fields=["stage1_score"])
+    batch = store.record_run(dataset, "similar", {"n": 2}, tags=["similar:2026-12-01:abc"])
+
+    store.delete_run(dataset, old)
+    assert not dataset.has_sample_field("stage2_note")  # only the deleted run wrote it
+    assert dataset.has_sample_field("stage1_score")  # the newer predict run still names it
+    store.delete_run(dataset, batch)
+    assert dataset.count_sample_tags() == {}
+    assert [r["_id"] for r in store.list_runs(dataset)] == [new]
+    with pytest.raises(CurationError, match=f"no platform run `{old}`.*Newest runs: {new}"):
+        store.delete_run(dataset, old)
 
 
 def test_lock_excludes_others_until_expiry(settings):

@@ -26,6 +26,7 @@ from curation.assets import asset_dir
 from curation.errors import ConfigError, CurationError, suggest
 from curation.evaluate.gate_job import GateJobConfig
 from curation.mine.job import MiningConfig
+from curation.mine.similar import SimilarConfig
 from curation.settings import Settings
 from curation.stage2.routing import RoutingConfig
 from curation.typed_config import from_mapping, read_yaml_mapping, setting_error, setting_info
@@ -230,6 +231,29 @@ def mine_target(collection: foc.SampleCollection, config: MiningConfig = MiningC
 
     report = mine(collection, config=config)
     return {**dataclasses.asdict(report), "selected_ids": list(report.selected_ids), "summary": report.summary()}
+
+
+def embeddings_map_target(collection: foc.SampleCollection, *, method: str = "umap", overwrite: bool = False) -> dict[str, Any]:
+    """The Brain map, similarity index and uniqueness of the dataset's Stage-1 embeddings."""
+    from curation import store
+    from curation.store.brain import index_embeddings
+
+    report = index_embeddings(store.root_dataset(collection), method=method, overwrite=overwrite, progress=False)
+    return {**dataclasses.asdict(report), "summary": report.summary()}
+
+
+MAX_QUERY_SAMPLES = 100
+
+
+def similar_target(collection: foc.SampleCollection, query_ids: Sequence[str], config: SimilarConfig = SimilarConfig()) -> dict[str, Any]:
+    """Tag the pool/train samples most like ``query_ids`` as a ``similar:`` labeling batch."""
+    from curation import store
+    from curation.mine.similar import tag_similar
+
+    if len(query_ids) > MAX_QUERY_SAMPLES:
+        raise CurationError(f"{len(query_ids)} samples targeted; select at most {MAX_QUERY_SAMPLES} examples to search like.")
+    batch = tag_similar(store.root_dataset(collection), list(query_ids), config)
+    return {**dataclasses.asdict(batch), "n": len(batch.ids), "summary": batch.summary()}
 
 
 def sam_boxes_target(collection: foc.SampleCollection, *, config_path: str, on_progress: Any = None) -> dict[str, Any]:

@@ -6,7 +6,7 @@ exit with 2; anything else is a bug and keeps its traceback. Each module below r
 commands on the one typer app of :mod:`curation.cli.base` when imported.
 """
 
-from curation.cli import evidence, export, ingest, label, locks, loop, platform, prelabel, synth  # noqa: F401  (registration)
+from curation.cli import brain, evidence, export, ingest, label, locks, loop, platform, prelabel, synth  # noqa: F401  (registration)
 from curation.cli.base import app
 
 

@@ -42,13 +42,14 @@ def orange_candidates_command(
     settings_file: SettingsOption = None,
     limit: Annotated[int, typer.Option(min=1, help="Rows to print.")] = 20,
     min_orange_share: Annotated[float, config_option(OrangeQueueConfig, "min_orange_share")] = OrangeQueueConfig.min_orange_share,
+    batch: Annotated[str | None, typer.Option(help="Only this labeling batch: a mined hard:… or a similar:… tag.")] = None,
 ) -> None:
     """Likely orange false positives first: orange_share × p_roadwork, then failure_risk (saved view)."""
     from curation import schema
-    from curation.label.human_labels import orange_candidates
+    from curation.label.human_labels import batch_view, orange_candidates
 
     _, dataset = _open(settings_file)
-    view = orange_candidates(dataset, OrangeQueueConfig(min_orange_share=min_orange_share))
+    view = orange_candidates(batch_view(dataset, batch) if batch else dataset, OrangeQueueConfig(min_orange_share=min_orange_share))
     rows = view.limit(limit).values(["id", "orange_share", "stage1.p_roadwork", "failure_risk", "ground_truth.label", "filepath"])
     for sid, share, p, risk, label, path in zip(*rows, strict=True):
         risk_text = "—" if risk is None else f"{risk:.2f}"
@@ -98,7 +99,7 @@ def accept_boxes_command(
     settings_file: SettingsOption = None,
     source: Annotated[list[str] | None, typer.Option(help="primitives_edit, primitive_proposals, sam_primitives.")] = None,
     min_confidence: Annotated[float, typer.Option(min=0.0, max=1.0)] = 0.5,
-    tag: Annotated[str | None, typer.Option(help="Only samples with this tag.")] = None,
+    tag: Annotated[str | None, typer.Option(help="Only samples with this tag (e.g. a hard:… or similar:… batch).")] = None,
 ) -> None:
     """Promote edited boxes / proposals into primitives; the label rule then updates ground truth."""
     from curation.label.human_labels import accept_boxes

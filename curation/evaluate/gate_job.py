@@ -230,7 +230,7 @@ def fit_and_apply_gate(
         gate_path=str(gate_path),
         plot_path=str(plot_path),
     )
-    run_id = store.record_run(dataset, "gate", registry.jsonable(asdict(report)))
+    run_id = store.record_run(dataset, "gate", asdict(report), fields=["failure_risk", "stage1_correct"])
     return GateReport(**{**asdict(report), "run_id": run_id})
 
 

@@ -232,6 +232,20 @@ def accept_boxes(
     return len(columns["primitives"])
 
 
+def batch_view(dataset: Any, tag: str) -> foc.SampleCollection:
+    """The samples of one labeling batch: a mined ``hard:…`` or a "more like this" ``similar:…`` tag.
+
+    Raises:
+        InputError: ``tag`` is not a batch tag, or no sample carries it (the message lists the batches).
+    """
+    batches = sorted(t for t in dataset.distinct("tags") if t.startswith(schema.BATCH_TAG_PREFIXES))
+    if not tag.startswith(schema.BATCH_TAG_PREFIXES):
+        raise InputError(f"`{tag}` is not a labeling batch (tags starting {' or '.join(schema.BATCH_TAG_PREFIXES)}); batches: {', '.join(batches[-10:]) or 'none'}.")
+    if tag not in batches:
+        raise InputError(f"No sample of `{dataset.name}` is tagged `{tag}`; batches: {', '.join(batches[-10:]) or 'none'}.")
+    return dataset.match_tags(tag)
+
+
 def orange_candidates(collection: foc.SampleCollection, config: OrangeQueueConfig = OrangeQueueConfig()) -> foc.SampleCollection:
     """The labeler's queue of likely orange distractors, saved as ``labels/orange_candidates``.
 

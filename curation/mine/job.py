@@ -105,11 +105,12 @@ def mining_scope(collection: foc.SampleCollection) -> str:
 
 
 def candidates(collection: foc.SampleCollection) -> foc.SampleCollection:
-    """Train and pool samples with predictions, not leaked, not mined before."""
+    """Train and pool samples with predictions, not leaked, in no labeling batch yet (mined or "more like this")."""
     from fiftyone import ViewField as F
 
     view = collection.match(F("split").is_in(list(CANDIDATE_SPLITS))).match_tags([schema.TAG_LEAK, schema.TAG_LEAK_EMBEDDING], bool=False)
-    return view.exists("stage1").match(F("tags").filter(F().starts_with(schema.HARD_TAG_PREFIX)).length() == 0)
+    in_batch = F("tags").filter(F().starts_with(schema.HARD_TAG_PREFIX) | F().starts_with(schema.SIMILAR_TAG_PREFIX)).length() > 0
+    return view.exists("stage1").match(~in_batch)
 
 
 def mine(
@@ -132,7 +133,7 @@ def mine(
         if (done := _already_mined(dataset, tag, day, scope)) is not None:  # a run finished before we got the lock
             return done
         pool = candidates(collection)
-        oids, (p, threshold, risk, view_var, truth) = store.project_columns(
+        oids, (p, threshold, risk, view_var, truth, unique) = store.project_columns(
             pool,
             {
                 "p": "stage1.p_roadwork",
@@ -140,6 +141,7 @@ def mine(
                 "r": "failure_risk",
                 "v": "gate_features.var",
                 "t": "ground_truth.label",
+                "u": "uniqueness",
             },
         )
         if not oids:
@@ -147,9 +149,9 @@ def mine(
         # Ground truth derived by the rule exists for most of train; it counts for mistakenness.
         truth_arr = np.array([np.nan if t is None else float(t == schema.Label.ROADWORK) for t in truth])
         scores = hardness.hardness_scores(
-            _floats(p), _floats(risk), _floats(view_var), truth_arr, weights=config.weights, threshold=_floats(threshold)
+            _floats(p), _floats(risk), _floats(view_var), truth_arr, weights=config.weights, threshold=_floats(threshold), uniqueness=_floats(unique)
         )
-        del p, threshold, risk, view_var, truth, truth_arr
+        del p, threshold, risk, view_var, truth, truth_arr, unique
         store.write_floats_by_oid(dataset, "hardness", oids, scores)
         passed = np.flatnonzero(scores >= config.min_hardness)
         shortlist = passed[np.argsort(-scores[passed], kind="stable")][: config.quota * config.shortlist_factor]
@@ -162,7 +164,7 @@ def mine(
                 _point_latest(dataset, tag, day)
         report = MiningReport(day.isoformat(), tag, len(oids), int(len(passed)), chosen, note=note)
         run_id = store.record_run(
-            dataset, "mine", {**asdict(report), "selected_ids": list(chosen), "config": asdict(config)}
+            dataset, "mine", {**asdict(report), "selected_ids": list(chosen), "config": asdict(config)}, tags=[tag]
         )
         return MiningReport(**{**asdict(report), "run_id": run_id})
 

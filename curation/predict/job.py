@@ -298,5 +298,6 @@ def predict_collection(
             "n_skipped": len(report.skipped),
             "skipped": report.skipped[:100],
         },
+        fields=names,
     )
     return report

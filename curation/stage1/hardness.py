@@ -40,12 +40,16 @@ class HardnessWeights:
         failure_risk: the gate's P(stage-1 wrong).
         view_disagreement: spread of the per-view probabilities (evidence in one tile only).
         mistakenness: FiftyOne-style mistakenness; only where ground truth exists.
+        uniqueness: FiftyOne Brain uniqueness on Stage-1 embeddings (nothing like it in the
+            dataset); only where computed (``curation brain``). Off by default: the batch is
+            already diversified by max-marginal-relevance, and rarity alone is not error.
     """
 
     entropy: float = 1.0
     failure_risk: float = 1.0
     view_disagreement: float = 0.5
     mistakenness: float = 1.0
+    uniqueness: float = 0.0
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -169,6 +173,7 @@ def hardness_scores(
     *,
     weights: HardnessWeights,
     threshold: np.ndarray | float = 0.5,
+    uniqueness: np.ndarray | None = None,
 ) -> np.ndarray:
     """Pure: combined hardness from per-sample arrays (NaN marks a missing term).
 
@@ -176,6 +181,7 @@ def hardness_scores(
     ``sigmoid(logit p − logit threshold)`` (the shift the export applies), so with a calibrated
     threshold of 0.3 a sample at p = 0.3 is the most uncertain, and correctness for mistakenness is
     judged at that threshold. A NaN threshold (predictions older than the field) means 0.5.
+    ``uniqueness`` (NaN where not computed) counts only with a weight > 0.
     """
     p = np.clip(p.astype(np.float64), 1e-7, 1 - 1e-7)
     t = np.broadcast_to(np.asarray(threshold, dtype=np.float64), p.shape)
@@ -191,6 +197,7 @@ def hardness_scores(
             "failure_risk": risk,
             "view_disagreement": view_var,
             "mistakenness": mistaken,
+            "uniqueness": uniqueness,
         },
         weights=weights,
     )

@@ -360,6 +360,7 @@ def run_stage2(
             **{k: v for k, v in dataclasses.asdict(report).items() if k not in ("run_id", "skipped")},
             "skipped": report.skipped[:100],
         },
+        fields=["cascade", *(["ocr_text"] if evidence else [])],
     )
     return report
 

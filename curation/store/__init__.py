@@ -1,5 +1,5 @@
-"""The only door to MongoDB and to FiftyOne internals: the platform dataset, bulk writes, run
-records and locks, shared views (the model registry and locks' liveness rules are
+"""The only door to MongoDB and to FiftyOne internals: the platform dataset, bulk writes, runs
+(FiftyOne runs on the dataset) and locks, shared views (the model registry and locks' liveness rules are
 :mod:`curation.store.registry` and :mod:`curation.store.locks`).
 
 FiftyOne is imported lazily so ``curation --help`` stays fast and so the database URI from the
@@ -54,20 +54,18 @@ from curation.store.dataset import (  # noqa: F401
     slice_config,
     status,
 )
-from curation.store.runs import (  # noqa: F401
+from curation.store.locks import (  # noqa: F401
     LOCKS_COLLECTION,
-    RUNS_COLLECTION,
     _platform_collection,
     acquire_lock,
     clear_lock,
     exclusive,
     list_locks,
-    list_runs,
     mark_lock,
-    record_run,
     refresh_lock,
     release_lock,
 )
+from curation.store.runs import delete_run, list_runs, record_run  # noqa: F401
 from curation.store.views import (  # noqa: F401
     LEAK_CHECK_KEY,
     source_split_label_counts,

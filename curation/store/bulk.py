@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from curation import schema
-from curation.store.runs import LOCKS_COLLECTION, _platform_collection, list_locks
+from curation.store.locks import LOCKS_COLLECTION, _platform_collection, list_locks
 
 if TYPE_CHECKING:
     import fiftyone as fo

@@ -1,11 +1,17 @@
-"""Run records and locks, in MongoDB collections beside FiftyOne's so every worker sharing the
-database sees them (files under one machine's home would not be shared)."""
+"""Every job's run as a FiftyOne run on the dataset, so the App, ``dataset.list_runs()`` and
+``dataset.load_run_results(key)`` show what predict, evaluate, gate, mining, Stage-2 and retrain
+did: the config (kind, the fields and tags the run wrote) and the results (the job's summary).
+
+Deleting a run (:func:`delete_run`, or ``dataset.delete_run(key)``) also removes the fields and
+tags that no remaining run of the platform wrote, so a mined batch or a Stage-2 pass can be undone
+without touching what later runs still rely on.
+"""
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+import re
+from collections.abc import Iterable, Mapping
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from curation.errors import CurationError
@@ -13,155 +19,72 @@ from curation.errors import CurationError
 if TYPE_CHECKING:
     import fiftyone as fo
 
-
-# Run records and locks live in their own MongoDB collections beside FiftyOne's, so every
-# worker sharing the database sees them (files under one machine's home would not be shared).
-RUNS_COLLECTION = "curation_runs"
+    from curation.store.run_classes import PlatformRunConfig
 
 
-RUNS_COLLECTION = "curation_runs"
-LOCKS_COLLECTION = "curation_locks"
+def _run_key(kind: str, created: datetime) -> str:
+    """``<kind>_<YYYYmmdd_HHMMSS_ffffff>``: a valid FiftyOne run key that sorts by time within a kind."""
+    return f"{re.sub(r'[^0-9A-Za-z_]', '_', kind)}_{created:%Y%m%d_%H%M%S_%f}"
 
 
-def _platform_collection(name: str) -> Any:
-    import fiftyone.core.odm as foo
+def record_run(
+    dataset: fo.Dataset, kind: str, payload: Mapping[str, Any], *, fields: Iterable[str] = (), tags: Iterable[str] = ()
+) -> str:
+    """Register a FiftyOne run of ``kind`` whose results are ``payload``; returns its run key.
 
-    return foo.get_db_conn()[name]
+    ``fields`` and ``tags`` are what the run wrote on samples; :func:`delete_run` removes them
+    with the run unless another run wrote them too.
+    """
+    from fiftyone.core.runs import RunResults
 
+    from curation.store.registry import jsonable
+    from curation.store.run_classes import PlatformRunConfig
 
-def record_run(dataset: fo.Dataset, kind: str, payload: Mapping[str, Any]) -> str:
-    """Store a run record (prediction, evaluation, mining, retrain...) and return its id."""
-    from datetime import datetime, timezone
-
-    doc = {"dataset": dataset.name, "kind": kind, "created_at": datetime.now(timezone.utc), **payload}
-    return str(_platform_collection(RUNS_COLLECTION).insert_one(doc).inserted_id)
+    root = dataset._root_dataset
+    created = datetime.now(timezone.utc)
+    key = _run_key(kind, created)
+    while root.has_run(key):  # two runs of one kind in the same microsecond
+        created = created.replace(microsecond=(created.microsecond + 1) % 1_000_000)
+        key = _run_key(kind, created)
+    config = PlatformRunConfig(kind=kind, created_at=created.isoformat(), fields=sorted(set(fields)), tags=sorted(set(tags)))
+    root.register_run(key, config, cleanup=False)
+    root.save_run_results(key, RunResults(root, config, key, summary=jsonable(dict(payload))))
+    return key
 
 
 def list_runs(dataset: fo.Dataset, kind: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
-    """Most recent run records first."""
-    query: dict[str, Any] = {"dataset": dataset.name}
-    if kind:
-        query["kind"] = kind
-    # Dates are stored to the millisecond, so two runs can tie; the ObjectId breaks the tie in insert order.
-    cursor = _platform_collection(RUNS_COLLECTION).find(query).sort([("created_at", -1), ("_id", -1)]).limit(limit)
-    return [{**doc, "_id": str(doc["_id"])} for doc in cursor]
+    """The platform's runs, newest first: each results summary plus ``_id`` (the run key),
+    ``kind``, ``created_at`` (UTC datetime), ``run_fields`` and ``run_tags``."""
+    from curation.store.run_classes import config_of, platform_keys
+
+    root = dataset._root_dataset
+    configs = [(k, config_of(root, k)) for k in platform_keys(root)]
+    chosen = sorted(((k, c) for k, c in configs if kind is None or c.kind == kind), key=lambda kc: (kc[1].created_at, kc[0]), reverse=True)
+    return [
+        {
+            **(root.load_run_results(key, cache=False, load_view=False).summary or {}),
+            "_id": key,
+            "kind": config.kind,
+            "created_at": datetime.fromisoformat(config.created_at),
+            "run_fields": config.fields,
+            "run_tags": config.tags,
+        }
+        for key, config in chosen[:limit]
+    ]
 
 
-def acquire_lock(name: str, owner: str, ttl_s: float) -> bool:
-    """Take a named lock unless a live holder of another owner has it (atomic in MongoDB).
-
-    The lock records this process (host, pid, start time) and a heartbeat. A holder that died is
-    taken over at once (see :mod:`curation.store.locks`: same host, its pid is gone; another host, its
-    heartbeat stopped); ``ttl_s`` is the expiry of a lock whose holder stops refreshing it.
-    """
-    from pymongo.errors import DuplicateKeyError
-
-    from curation.store import locks as lk
-
-    me = lk.this_process()
-    coll = _platform_collection(LOCKS_COLLECTION)
-    for _attempt in range(3):
-        now = lk.utcnow()
-        fields = {"owner": owner, **me, "heartbeat_at": now, "expires_at": lk.later(now, ttl_s), "ttl_s": float(ttl_s)}
-        try:
-            coll.find_one_and_update(
-                {"_id": name, "$or": [{"expires_at": {"$lt": now}}, {"owner": owner}]},
-                {"$set": fields, "$setOnInsert": {"acquired_at": now}},
-                upsert=True,
-            )
-            return True
-        except DuplicateKeyError:  # another owner's lock is there: take it only if its holder is gone
-            current = coll.find_one({"_id": name})
-            if current is None:
-                continue  # released meanwhile: try again
-            state, _why = lk.holder_state(current, now=now, host=me["host"])
-            if state == lk.ALIVE:
-                return False
-            taken = coll.find_one_and_update(
-                {"_id": name, "owner": current["owner"]}, {"$set": {**fields, "acquired_at": now}}
-            )
-            return taken is not None  # None: a third run took it first
-    return False
-
-
-def refresh_lock(name: str, owner: str, ttl_s: float) -> bool:
-    """The holder's heartbeat: push ``heartbeat_at`` and the expiry; False when the lock is no longer ours."""
-    from curation.store import locks as lk
-
-    now = lk.utcnow()
-    result = _platform_collection(LOCKS_COLLECTION).update_one(
-        {"_id": name, "owner": owner}, {"$set": {"heartbeat_at": now, "expires_at": lk.later(now, ttl_s)}}
-    )
-    return result.matched_count == 1
-
-
-def release_lock(name: str, owner: str) -> None:
-    """Release a lock this owner holds; a lock taken over by someone else is left alone."""
-    _platform_collection(LOCKS_COLLECTION).delete_one({"_id": name, "owner": owner})
-
-
-def list_locks() -> list[dict[str, Any]]:
-    """Every lock with its holder's state: ``state`` (alive | dead | expired) and ``why``."""
-    from curation.store import locks as lk
-
-    now, host = lk.utcnow(), lk.this_process()["host"]
-    out = []
-    for doc in _platform_collection(LOCKS_COLLECTION).find({}).sort("_id", 1):
-        state, why = lk.holder_state(doc, now=now, host=host)
-        out.append({**doc, "name": doc["_id"], "state": state, "why": why})
-    return out
-
-
-def clear_lock(name: str, *, force: bool = False) -> dict[str, Any]:
-    """Remove lock ``name``; a live holder's lock only with ``force``. Returns the removed lock.
+def delete_run(dataset: fo.Dataset, key: str) -> PlatformRunConfig:
+    """Delete platform run ``key`` with the fields and tags only it wrote; returns its config.
 
     Raises:
-        CurationError: no such lock, or its holder is alive and ``force`` is not set.
+        CurationError: no platform run has that key (the message lists the newest ones).
     """
-    from curation.store import locks as lk
+    from curation.store.run_classes import config_of, is_platform
 
-    found = next((d for d in list_locks() if d["name"] == name), None)
-    if found is None:
-        names = [d["name"] for d in list_locks()]
-        raise CurationError(f"No lock named `{name}`. Locks now: {', '.join(names) or 'none'} (see `curation locks`).")
-    if found["state"] == lk.ALIVE and not force:
-        raise CurationError(
-            f"Lock `{name}` is held by a live run ({lk.describe(found)}: {found['why']}). Stop that run, or pass "
-            "`--force` if you are sure it is gone (two runs would then work at once)."
-        )
-    _platform_collection(LOCKS_COLLECTION).delete_one({"_id": name, "owner": found["owner"]})
-    return found
-
-
-@contextmanager
-def exclusive(name: str, ttl_s: float, *, holder: str, owner: str | None = None) -> Iterator[str]:
-    """Hold lock ``name`` for the block (owner unique per call, not per process) or refuse.
-
-    While the block runs, a heartbeat thread keeps the lock fresh, so a live run of any length
-    keeps it and a dead one loses it within :data:`curation.store.locks.STALE_AFTER_S`.
-
-    Raises:
-        CurationError: a live holder has it; the message says ``Another <holder> ...`` and how to clear it.
-    """
-    import socket
-    import uuid
-
-    from curation.store import locks as lk
-
-    owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-    if not acquire_lock(name, owner, ttl_s):
-        current = next((d for d in list_locks() if d["name"] == name), {})
-        raise CurationError(
-            f"Another {holder} `{name}` ({lk.describe(current)}: {current.get('why', 'held')}). Wait for it; "
-            f"if that run is gone, `curation locks --clear '{name}'` frees it."
-        )
-    try:
-        with lk.Heartbeat(lambda: refresh_lock(name, owner, ttl_s), every_s=min(lk.HEARTBEAT_S, max(ttl_s / 3, 0.05))):
-            yield owner
-    finally:
-        release_lock(name, owner)
-
-
-def mark_lock(name: str, owner: str, **fields: Any) -> None:
-    """Record facts on a lock this owner holds (e.g. that a run has begun promoting)."""
-    _platform_collection(LOCKS_COLLECTION).update_one({"_id": name, "owner": owner}, {"$set": fields})
+    root = dataset._root_dataset
+    if not root.has_run(key) or not is_platform(root, key):
+        newest = ", ".join(r["_id"] for r in list_runs(root, limit=5)) or "none"
+        raise CurationError(f"Dataset `{root.name}` has no platform run `{key}`. Newest runs: {newest} (see `curation runs`).")
+    config = config_of(root, key)
+    root.delete_run(key)
+    return config

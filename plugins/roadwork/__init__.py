@@ -156,6 +156,35 @@ class MineHardCases(_Operator):
         return cops.mine_target(ctx.target_view(), cops.config_from_params(cops.MiningConfig, ctx.params, self.settings))
 
 
+class EmbeddingsMap(_Operator):
+    name, label, icon = "embeddings_map", "Roadwork: embeddings map", "scatter_plot"
+    description = "Brain map (UMAP), similarity index and uniqueness of the Stage-1 embeddings; opens in the Embeddings panel"
+    delegated_default = True
+
+    def form(self, ctx, inputs):
+        inputs.enum("method", ["umap", "tsne", "pca"], default="umap", label="Map method")
+        inputs.bool("overwrite", default=False, label="Recompute", description="Even when the runs already cover the same samples")
+
+    def execute(self, ctx):
+        return cops.embeddings_map_target(ctx.target_view(), method=ctx.params.get("method", "umap"), overwrite=bool(ctx.params.get("overwrite")))
+
+
+class SimilarToSelected(_Operator):
+    name, label, icon = "similar_to_selected", "Roadwork: similar to selected", "image_search"
+    description = "Tag the pool/train samples most like the selected ones as a labeling batch similar:YYYY-MM-DD:<hash>"
+
+    def form(self, ctx, inputs):
+        inputs.int("k", default=50, min=1, label="How many", description="Nearest samples to tag")
+        inputs.bool("exclude_labeled", default=False, label="Only unlabeled", description="Leave out samples with a ground-truth label")
+
+    def execute(self, ctx):
+        query = list(ctx.selected or ctx.target_view().values("id"))
+        config = cops.SimilarConfig(k=int(ctx.params.get("k", 50)), exclude_labeled=bool(ctx.params.get("exclude_labeled")))
+        result = cops.similar_target(ctx.target_view(), query, config)
+        ctx.ops.set_view(view=ctx.dataset.match_tags(result["tag"]))
+        return result
+
+
 class OrangeCandidates(_Operator):
     name, label, icon = "orange_candidates", "Roadwork: orange hard-negative queue", "format_list_numbered"
     description = "Likely orange false positives first (orange share × p_roadwork, then failure risk)"

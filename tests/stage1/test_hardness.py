@@ -140,6 +140,16 @@ def test_missing_terms_are_skipped_with_weights_renormalised():
     np.testing.assert_allclose(scores, [0.0, (0.5 + 3 * 1.0) / 4, (1.0 + 3 * 0.0) / 4])
 
 
+def test_uniqueness_counts_only_with_a_weight_and_only_where_computed():
+    entropy = [0.69, 0.33, 0.06]  # ranks 1, 0.5, 0
+    unique = [0.9, np.nan, 0.2]  # ranks over the two computed: 1, -, 0
+    assert HardnessWeights().uniqueness == 0.0
+    off = combine_hardness({"entropy": entropy, "uniqueness": unique}, weights=HardnessWeights(failure_risk=0))
+    np.testing.assert_allclose(off, [1.0, 0.5, 0.0])
+    on = combine_hardness({"entropy": entropy, "uniqueness": unique}, weights=HardnessWeights(uniqueness=3.0))
+    np.testing.assert_allclose(on, [(1 + 3 * 1) / 4, 0.5, (0 + 3 * 0) / 4])
+
+
 def test_combination_rejects_bad_terms_and_samples_without_any_term():
     weights = HardnessWeights()
     with pytest.raises(InputError, match="Unknown hardness term `entropie`. Did you mean `entropy`"):
