@@ -22,6 +22,9 @@ from curation.stage1.gate import GateConfig
 from curation.typed_config import from_mapping, read_yaml_mapping
 
 
+ENGINES = ("process", "ray")
+
+
 @dataclass(frozen=True)
 class DailyMiningConfig:
     """Predict what changed, refit the gate, mine the day's hard cases.
@@ -30,6 +33,8 @@ class DailyMiningConfig:
         model: model to predict with (dir, registered version or ``champion``).
         predict_splits: splits predicted before mining (mining needs train/pool; the gate val/calib).
         repredict: predict samples that already have this model's predictions again.
+        engine: ``process`` predicts in this process; ``ray`` on Ray (settings ``ray``: a local Ray,
+            or the cluster at ``ray.address``), finishing what a killed run left on a re-run.
         alpha, delta: Learn-then-Test target error among accepted and its confidence.
         gate: how the failure gate is fit.
         mining: quota, threshold, diversity, weights.
@@ -38,6 +43,7 @@ class DailyMiningConfig:
     model: str = "champion"
     predict_splits: tuple[str, ...] = ("train", "pool", "val", "calib")
     repredict: bool = False
+    engine: str = "process"
     alpha: float = GateJobConfig.alpha
     delta: float = GateJobConfig.delta
     gate: GateConfig = field(default_factory=GateConfig)
@@ -48,6 +54,8 @@ class DailyMiningConfig:
         for name in self.predict_splits:
             if name not in known:
                 raise ConfigError(f"`predict_splits` names an unknown split {name!r}.{suggest(str(name), known)} Splits: {known}.")
+        if self.engine not in ENGINES:
+            raise ConfigError(f"`engine` must be one of {', '.join(ENGINES)}; got {self.engine!r}.{suggest(self.engine, ENGINES)}")
 
 
 def run_daily_mining(settings: Settings, config: DailyMiningConfig, *, day: date | None = None) -> dict[str, Any]:
@@ -65,7 +73,13 @@ def run_daily_mining(settings: Settings, config: DailyMiningConfig, *, day: date
     target = dataset.match(F("split").is_in(list(config.predict_splits)))
     if not config.repredict:
         target = target.match(F("model_version") != model.config.version)
-    predicted = predict_collection(target, model, progress=True).n_predicted
+    engine = None
+    if config.engine == "ray":
+        from curation.predict.ray_engine import RayEngine
+        from curation.settings import RaySettings
+
+        engine = RayEngine(settings.ray or RaySettings())
+    predicted = predict_collection(target, model, progress=True, engine=engine, resume=engine is not None and not config.repredict).n_predicted
     leaks = recheck_leaks_with_embeddings(dataset)  # embeddings exist now: the second leak check
     gate_config = GateJobConfig(alpha=config.alpha, delta=config.delta, gate=config.gate)
     gate = fit_and_apply_gate(dataset, runs_root=settings.runs_root, config=gate_config, model_version=model.config.version)

@@ -8,8 +8,7 @@ import pytest
 from PIL import Image
 
 from curation import store
-from curation.errors import InputError
-from curation.predict.job import PREDICTION_FIELDS, Shard, predict_collection
+from curation.predict.job import PREDICTION_FIELDS, predict_collection
 from curation.stage1.backbone import tiny_random_backbone
 from curation.stage1.model import Stage1Config, Stage1Model
 
@@ -71,11 +70,9 @@ def test_fields_match_direct_prediction(dataset, tmp_path, model):
     assert run["n_predicted"] == 5 and run["n_skipped"] == 1
 
 
-def test_rerun_overwrites_and_shards_cover_everything(dataset, tmp_path, model):
+def test_rerun_overwrites(dataset, tmp_path, model):
     _add(dataset, tmp_path, corrupt=False)
-    a = predict_collection(dataset, model, shard=Shard(0, 2), progress=False)
-    b = predict_collection(dataset, model, shard=Shard(1, 2), progress=False)
-    assert a.n_predicted + b.n_predicted == 5 and dataset.exists("stage1").count() == 5
+    assert predict_collection(dataset, model, progress=False).n_predicted == 5 and dataset.exists("stage1").count() == 5
     before = dataset.values("stage1.p_roadwork")
     predict_collection(dataset, model, progress=False)
     assert dataset.values("stage1.p_roadwork") == pytest.approx(before)
@@ -134,15 +131,7 @@ def test_validator_queries_follow_the_image_not_the_sample_id(dataset, settings,
         other.delete()
 
 
-@pytest.mark.parametrize("text", ["1/1", "a/b", "2", "-1/3"])
-def test_bad_shard_is_explained(text):
-    with pytest.raises(InputError, match="shard"):
-        Shard.parse(text)
-
-
-def test_shard_parse():
-    assert Shard.parse("1/4") == Shard(1, 4)
-    assert Shard(1, 3).select(["e", "a", "d", "b", "c"]) == ["b", "e"]
+def test_prediction_fields():
     assert set(PREDICTION_FIELDS) >= {"stage1", "stage1_views", "gate_features", "model_version"}
 
 

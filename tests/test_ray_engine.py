@@ -167,3 +167,13 @@ def test_ray_settings_parse_and_explain():
         Settings.load(env={"CURATION_RAY": "{num_actor: 2}"})
     with pytest.raises(ConfigError, match="'batch_size' parameter must be in"):
         RaySettings(batch_size=0)
+
+
+def test_daily_mining_takes_the_ray_engine(tmp_path):
+    from curation.pipelines import DailyMiningConfig, load_pipeline
+
+    path = tmp_path / "daily.yaml"
+    path.write_text("job: daily_mining\nengine: ray\n")
+    assert load_pipeline(path) == ("daily_mining", DailyMiningConfig(engine="ray"))
+    with pytest.raises(ConfigError, match="Did you mean `ray`"):
+        DailyMiningConfig(engine="rya")

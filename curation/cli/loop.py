@@ -48,7 +48,6 @@ def predict_command(
     split: SplitOption = None,
     saved_view: Annotated[str | None, typer.Option("--saved-view", help="Predict a saved view only.")] = None,
     view: Annotated[str, typer.Option(help="'stored' image or the 'validator' query built from it.")] = "stored",
-    shard: Annotated[str | None, typer.Option(help="i/n: this worker's share (sorted ids, every n-th).")] = None,
     batch_size: Annotated[
         int, typer.Option(min=1, help="Images per forward when decoding in process; the bulk serving path uses stage1_serving.batch_images.")
     ] = 16,
@@ -68,7 +67,7 @@ def predict_command(
     """Run Stage-1 and write stage1, stage1_views, gate_features, model_version (bulk writes)."""
     from curation import store
     from curation.errors import InputError
-    from curation.predict.job import Shard, predict_collection
+    from curation.predict.job import predict_collection
     from curation.store import registry
 
     if engine not in ENGINES:
@@ -81,7 +80,7 @@ def predict_command(
         console.print(f"[yellow]warning:[/] {stage1!r} — predictions from random weights are not meaningful.")
     prefix = "validator_" if view == "validator" else ""
     report = predict_collection(
-        _target(dataset, split, saved_view), stage1, batch_size=batch_size, shard=Shard.parse(shard), view=view, field_prefix=prefix,
+        _target(dataset, split, saved_view), stage1, batch_size=batch_size, view=view, field_prefix=prefix,
         query_policy=settings.query_policy, engine=ray_engine, resume=ray_engine is not None and not repredict,
     )
     console.print(f"Predicted {report.n_predicted} samples with model {report.model_version} (run {report.run_id}).")

@@ -46,29 +46,6 @@ LEASE_TTL_S = 3600.0  # expiry of a run's staging lease whose heartbeat stops (a
 VIEW_MODES = ("stored", "validator")
 
 
-@dataclass(frozen=True)
-class Shard:
-    """Worker ``index`` of ``count`` (``--shard i/n``): owns every n-th sample by sorted id."""
-
-    index: int = 0
-    count: int = 1
-
-    @classmethod
-    def parse(cls, text: str | None) -> Shard:
-        if not text:
-            return cls()
-        try:
-            i, n = (int(part) for part in text.split("/"))
-        except ValueError:
-            raise InputError(f"`--shard` must look like i/n (e.g. 0/4); got {text!r}.") from None
-        if not (n >= 1 and 0 <= i < n):
-            raise InputError(f"`--shard` i/n needs 0 ≤ i < n; got {text!r}.")
-        return cls(i, n)
-
-    def select(self, ids: Sequence[str]) -> list[str]:
-        return sorted(ids)[self.index :: self.count]
-
-
 @dataclass
 class PredictReport:
     n_predicted: int = 0
@@ -196,7 +173,6 @@ def predict_collection(
     model: Stage1Model,
     *,
     batch_size: int = 16,
-    shard: Shard = Shard(),
     view: str = "stored",
     seed: int = 0,
     query_policy: str | None = None,
@@ -206,7 +182,10 @@ def predict_collection(
     engine: RayEngine | None = None,
     resume: bool = False,
 ) -> PredictReport:
-    """Predict every sample of ``collection`` (this worker's shard) and write the Stage-1 fields.
+    """Predict every sample of ``collection`` and write the Stage-1 fields.
+
+    One run covers the whole collection; to spread it over processes, GPUs or machines pass a
+    Ray ``engine`` (hand-started ``--shard i/n`` workers are gone: Ray schedules, retries and places).
 
     Args:
         view: ``stored`` predicts the stored image; ``validator`` predicts the query a validator
@@ -234,7 +213,7 @@ def predict_collection(
         raise InputError(f"`batch_size` must be ≥ 1; got {batch_size}.")
     dataset = store.root_dataset(collection)
     names = [f"{field_prefix}{name}" for name in PREDICTION_FIELDS]
-    ids = shard.select(collection.values("id"))
+    ids = collection.values("id")
     if resume:
         ids = _not_predicted(collection, ids, f"{field_prefix}model_version", model.config.version)
     selected = collection.select(ids)
@@ -276,8 +255,7 @@ def predict_collection(
         if report.n_predicted:
             store.mark_lock(lease, owner, promoting=True)  # from here a killed run is finished, not discarded
             store.promote_staged(dataset, names, run_field=run_field, run_id=report.staging_id)
-            if shard.count == 1:
-                store.drop_staged_fields(dataset, names, extra=[run_field])
+            store.drop_staged_fields(dataset, names, extra=[run_field])
     report.run_id = store.record_run(
         dataset,
         "predict",
@@ -289,7 +267,6 @@ def predict_collection(
             "serving": jsonable(dataclasses.asdict(model.serving)) if hasattr(model, "serving") else None,
             "threshold": model.config.threshold,
             "fields": names,
-            "shard": f"{shard.index}/{shard.count}",
             "engine": "in-process" if engine is None else {"ray": dataclasses.asdict(engine.config)},
             "resume": resume,
             "staging_id": report.staging_id,

@@ -47,8 +47,10 @@ Block = tuple[list[str], list["Stage1Prediction"], list[tuple[str, str]], int]
 """One block back at the driver: sample ids predicted, their predictions, (file, reason) skipped, rows done."""
 
 _NO_SEED = -1
-DECODE_RETRIES = 3
-"""Retries of a decode task whose worker or node died (a file that cannot be decoded is not retried: it is reported)."""
+DECODED_BYTES = 8 << 20
+"""Memory a decode task reserves per image of its block (a 1920×1080 RGB frame is 6.2 MB decoded)..."""
+DECODE_WORKER_BYTES = 512 << 20
+"""...on top of its worker (Python, PIL and torch for the validator-query transforms: ~470 MiB measured)."""
 
 
 def connect(config: RaySettings) -> None:
@@ -94,11 +96,6 @@ def decode_rows(batch: dict[str, np.ndarray], contract: str | None = None) -> di
         images[i] = np.asarray(image.convert("RGB"), dtype=np.uint8)
         errors.append("")
     return {"id": batch["id"], "path": batch["path"], "image": images, "error": np.array(errors, dtype=object)}
-
-
-def _decode_task_args() -> dict[str, Any]:
-    """Remote options of each decode task."""
-    return {"max_retries": DECODE_RETRIES}
 
 
 class Stage1Actor:
@@ -164,9 +161,10 @@ class RayEngine:
         size = self.config.batch_size
         rows = [{"id": i, "path": paths[i], "seed": _NO_SEED if seeds is None else seeds[i]} for i in ids]
         data = ray.data.from_items(rows, override_num_blocks=max(1, math.ceil(len(rows) / size)))
-        # A ray_remote_args_fn also keeps decoding a task stage of its own: Ray Data never fuses such a
-        # map into the next, and fused into the model actor the decoding would run on the GPU's worker.
-        data = data.map_batches(decode_rows, fn_kwargs={"contract": contract}, batch_size=size, ray_remote_args_fn=_decode_task_args)
+        # The memory reservation also keeps decoding a task stage of its own: Ray Data fuses a task map
+        # into the next actor map only when their resource requests match, and fused into the model
+        # actor the decoding would run on the GPU's worker.
+        data = data.map_batches(decode_rows, fn_kwargs={"contract": contract}, batch_size=size, memory=DECODE_WORKER_BYTES + size * DECODED_BYTES)
         data = data.map_batches(
             self.actor_class,
             fn_constructor_kwargs={"model": [ray.put(model)], "threads": max(1, int(self.config.cpus_per_actor))},
