@@ -35,6 +35,9 @@ class DailyMiningConfig:
         repredict: predict samples that already have this model's predictions again.
         engine: ``process`` predicts in this process; ``ray`` on Ray (settings ``ray``: a local Ray,
             or the cluster at ``ray.address``), finishing what a killed run left on a re-run.
+        map_method: the Brain map of the model's embeddings (``umap``, ``tsne``, ``pca``), refreshed
+            with the similarity index and uniqueness after predicting (a no-op when nothing was
+            predicted); empty or null skips all three.
         alpha, delta: Learn-then-Test target error among accepted and its confidence.
         gate: how the failure gate is fit.
         mining: quota, threshold, diversity, weights.
@@ -44,6 +47,7 @@ class DailyMiningConfig:
     predict_splits: tuple[str, ...] = ("train", "pool", "val", "calib")
     repredict: bool = False
     engine: str = "process"
+    map_method: str | None = "umap"
     alpha: float = GateJobConfig.alpha
     delta: float = GateJobConfig.delta
     gate: GateConfig = field(default_factory=GateConfig)
@@ -54,6 +58,10 @@ class DailyMiningConfig:
         for name in self.predict_splits:
             if name not in known:
                 raise ConfigError(f"`predict_splits` names an unknown split {name!r}.{suggest(str(name), known)} Splits: {known}.")
+        from curation.store.brain import MAP_METHODS
+
+        if self.map_method and self.map_method not in MAP_METHODS:
+            raise ConfigError(f"`map_method` must be one of {', '.join(MAP_METHODS)} or empty; got {self.map_method!r}.{suggest(str(self.map_method), MAP_METHODS)}")
         if self.engine not in ENGINES:
             raise ConfigError(f"`engine` must be one of {', '.join(ENGINES)}; got {self.engine!r}.{suggest(self.engine, ENGINES)}")
 
@@ -67,6 +75,7 @@ def run_daily_mining(settings: Settings, config: DailyMiningConfig, *, day: date
     from curation.mine.job import mine
     from curation.predict.job import predict_collection
     from curation.store import registry
+    from curation.store.brain import index_embeddings
 
     dataset = store.open_dataset(settings, create=False)
     model = registry.resolve_model(settings, config.model)
@@ -81,10 +90,11 @@ def run_daily_mining(settings: Settings, config: DailyMiningConfig, *, day: date
         engine = RayEngine(settings.ray or RaySettings())
     predicted = predict_collection(target, model, progress=True, engine=engine, resume=engine is not None and not config.repredict).n_predicted
     leaks = recheck_leaks_with_embeddings(dataset)  # embeddings exist now: the second leak check
+    brain = index_embeddings(dataset, version=model.config.version, method=config.map_method) if config.map_method else None
     gate_config = GateJobConfig(alpha=config.alpha, delta=config.delta, gate=config.gate)
     gate = fit_and_apply_gate(dataset, runs_root=settings.runs_root, config=gate_config, model_version=model.config.version)
     mined = mine(dataset, day=day, config=config.mining)
-    return {"predicted": predicted, "leaks_embedding": leaks, "gate": asdict(gate), "mining": asdict(mined)}
+    return {"predicted": predicted, "leaks_embedding": leaks, "brain": brain and asdict(brain), "gate": asdict(gate), "mining": asdict(mined)}
 
 
 def run_retrain_export(settings: Settings, config: Any) -> dict[str, Any]:

@@ -170,3 +170,41 @@ def test_operators_and_cli_reach_the_same_library(cli_env, embedded):
     assert out.exit_code == 0 and out.output.count("similar_") == 2, out.output
     out = runner.invoke(app, ["similar", "abc"])
     assert out.exit_code == 2 and "Not a sample id" in out.output
+
+
+LOOK_ALIKES = [k for k in __import__("curation.demo.scene", fromlist=["NEGATIVE_KINDS"]).NEGATIVE_KINDS if k != "plain"]
+
+
+def test_neighbours_of_an_orange_billboard_are_richer_in_look_alikes_than_chance(dataset, tmp_path):
+    """Pre-declared (issue 20): on scenes from the demo corpus's generator, embedded by the real
+    ImageNet EfficientNet-Lite0 through `predict`, the 10 nearest pool samples of an orange
+    billboard hold more orange look-alikes (the kind each scene was drawn as, what truth.csv
+    records) than a random 10 is expected to, in at least 4 of 5 seeds."""
+    from curation.demo.scene import POSITIVE_KINDS, render_scene, sample_spec, view
+    from curation.predict.job import predict_collection
+    from curation.stage1.backbone import load_backbone
+    from curation.stage1.model import Stage1Config, Stage1Model
+    from curation.stage1.views import ViewPolicy
+
+    model = Stage1Model.build(Stage1Config(backbone="efficientnet-lite0", views=ViewPolicy(grid=0)), backbone=load_backbone("efficientnet-lite0"))
+    wins, counts = 0, []
+    for seed in range(5):
+        rng = np.random.default_rng(seed)
+        kinds = ["orange_billboard", *rng.choice(list(POSITIVE_KINDS), 30), *["plain"] * 10, *LOOK_ALIKES * 4]
+        dataset.clear()
+        samples = []
+        for i, kind in enumerate(kinds):
+            path = tmp_path / f"s{seed}_{i}.jpg"
+            view(render_scene(sample_spec(str(kind), seed * 1000 + i))).image.save(path, quality=90)
+            samples.append(fo.Sample(filepath=str(path), split="val" if i == 0 else "pool", kind=str(kind)))
+        dataset.add_samples(samples)
+        predict_collection(dataset, model, progress=False)
+        index_embeddings(dataset, method="pca", overwrite=True, progress=False)
+        query = dataset.match(fo.ViewField("split") == "val").first().id
+        found, _ = find_similar(dataset, [query], SimilarConfig(k=10))
+        kind_of = dict(zip(dataset.values("id"), dataset.values("kind")))
+        top = sum(kind_of[i] in LOOK_ALIKES for i in found)
+        expected_random = 10 * np.mean([k in LOOK_ALIKES for k in kinds[1:]])
+        counts.append(top)
+        wins += top > expected_random
+    assert wins >= 4, f"look-alikes in the top 10 per seed: {counts}; a random 10 expects {expected_random:.2f}"

@@ -16,6 +16,7 @@ def test_shipped_daily_mining_yaml_parses_to_the_seeds_defaults():
     assert isinstance(config, DailyMiningConfig)
     assert config.mining.quota == 200 and config.mining.min_hardness == 0.7
     assert config.predict_splits == ("train", "pool", "val", "calib")
+    assert config.map_method == "umap" and config.mining.weights.uniqueness == 0.0
 
 
 @pytest.mark.parametrize(
@@ -27,6 +28,7 @@ def test_shipped_daily_mining_yaml_parses_to_the_seeds_defaults():
         ("mining: {}\n", "`job` key"),
         ("job: daily_mining\npredict_splits: [trian, pool]\n", r"unknown split 'trian'.*Did you mean `train`"),
         ("job: daily_mining\nmining:\n  diversity: 1.5\n", "diversity"),
+        ("job: daily_mining\nmap_method: umpa\n", "Did you mean `umap`"),
     ],
 )
 def test_bad_pipeline_files_are_explained(tmp_path, text, match):

@@ -92,7 +92,10 @@ def run_demo(settings: Settings, config: DemoConfig = DemoConfig(), *, console: 
     status = store.status(dataset)
     console.print(f"{status.total} samples in `{status.name}` ({status.location}).")
     views = [*schema.FAILURE_VIEWS.values(), schema.LATEST_HARD_VIEW, schema.ORANGE_VIEW]
-    console.print(f"Open the App with `curation app`, then: saved views {', '.join(views)}; the '{schema.FAILURE_WORKSPACE}' workspace.")
+    console.print(
+        f"Open the App with `curation app`, then: saved views {', '.join(views)}; the '{schema.FAILURE_WORKSPACE}' and "
+        f"'{schema.MAP_WORKSPACE}' workspaces; `curation runs` lists every run."
+    )
     return report
 
 
@@ -186,6 +189,13 @@ def _loop_steps(settings: Settings, dataset: Any, corpus_dir: Path, config: Demo
         console.print(f"gate AUROC (out-of-fold, val): {_f(report.metrics['auroc'])}; LTT threshold {report.ltt.get('threshold')}")
         return report
 
+    def brain() -> Any:
+        from curation.store.brain import index_embeddings
+
+        report = index_embeddings(dataset, version=state["model"].config.version, progress=False)
+        console.print(report.summary())
+        return report
+
     def mining() -> Any:
         report = mine(dataset, day=DEMO_DAY, config=MiningConfig(quota=config.mining_quota, min_hardness=config.min_hardness))
         console.print(f"{report.tag}: {len(report.selected_ids)} hard cases ({report.n_passed} of {report.n_candidates} passed)")
@@ -223,6 +233,26 @@ def _loop_steps(settings: Settings, dataset: Any, corpus_dir: Path, config: Demo
         console.print(f"report: {result.report_path}\nbundle: {result.bundle_dir}")
         return result
 
+    def similar() -> Any:
+        """"More like this" on the most confident orange look-alike false positive of val+calib."""
+        from curation.demo.labeler import load_truth
+        from curation.mine.similar import SimilarConfig, find_similar, tag_similar
+
+        truth = load_truth(corpus_dir / "truth.csv")
+        look_alike = {h for h, row in truth.iterrows() if not int(row["is_roadwork"]) and row["hn_category"]}
+        fps = dataset.load_saved_view(schema.FAILURE_VIEWS["FP"])
+        query = next((i for i, h in zip(*fps.values(["id", "content_hash"])) if h in look_alike), None)
+        if query is None:
+            console.print("no orange look-alike among the false positives: nothing to search like")
+            return None
+        batch = tag_similar(dataset, [query], SimilarConfig(k=10), day=DEMO_DAY)
+        searched, _ = find_similar(dataset, [query], SimilarConfig(k=10**6))  # every candidate, for the base rate
+        hashes = dict(zip(*dataset.select(searched).values(["id", "content_hash"])))
+        share = sum(hashes[i] in look_alike for i in batch.ids) / max(len(batch.ids), 1)
+        base = sum(h in look_alike for h in hashes.values()) / max(len(hashes), 1)
+        console.print(f"{batch.summary()}\n{share:.0%} of them are orange look-alikes by truth.csv (all {len(hashes)} searchable samples: {base:.0%})")
+        return {"tag": batch.tag, "look_alike_share": share, "base_rate": base}
+
     def contracts() -> Any:
         from curation.evaluate.job import contract_table
 
@@ -234,8 +264,8 @@ def _loop_steps(settings: Settings, dataset: Any, corpus_dir: Path, config: Demo
         return rows
 
     return [
-        ("champion", champion), ("predict", predict), ("evaluate", evaluate), ("ceiling", ceiling), ("gate", gate), ("mine", mining),
-        ("label", label), ("synthesize", synth), ("retrain", retrain), ("contracts", contracts),
+        ("champion", champion), ("predict", predict), ("evaluate", evaluate), ("ceiling", ceiling), ("gate", gate), ("brain", brain),
+        ("mine", mining), ("label", label), ("synthesize", synth), ("retrain", retrain), ("similar", similar), ("contracts", contracts),
     ]
 
 
