@@ -22,7 +22,7 @@ from curation.stage1.train import TrainConfig
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
     root = tmp_path_factory.mktemp("corpus")
-    write_corpus(root, CorpusSpec(n_natix_train=120, n_natix_test=6, n_roadwork=8, n_roboflow=4, n_queries=40, seed=5))
+    write_corpus(root, CorpusSpec(n_natix_train=80, natix_train_positive=0.5, n_natix_test=4, n_roadwork=4, n_roboflow=2, n_queries=24, seed=5))
     return root
 
 
@@ -77,6 +77,7 @@ def test_self_train_retrain_writes_pseudo_labels_beside_ground_truth_and_promote
     )
     result = run_retrain(settings, config)
     record = json.loads((result.run_dir / "checkpoints" / "self_train.json").read_text())
+    assert "skipped" not in record, record["skipped"]
     assert record["unlabeled"] == unlabeled_pool(loaded).count() and 1 <= len(record["rounds"]) <= 2
     assert record["best_calib_mcc"] >= record["start_calib_mcc"]
     written = loaded.exists("pseudo_label")
