@@ -1,9 +1,11 @@
-"""The FiftyOne App in headless Chromium: the dataset renders and the plugin's operator runs."""
+"""The FiftyOne App in headless Chromium: the dataset renders, the plugin's operators run, and a false
+positive leads to its "more like this" batch and the embeddings map (issue 20)."""
 
 from __future__ import annotations
 
 import time
 
+import numpy as np
 import pytest
 from browser import chromium, page_text, require_browser, running_app, wait_until
 from PIL import Image
@@ -44,20 +46,21 @@ def _make_dataset(dataset, tmp_path):
 
 
 def _click_button(driver, text: str) -> None:
+    """Click the visible button labelled ``text``; retried while the App re-renders it (stale element)."""
     from selenium.webdriver.common.by import By
 
-    buttons = wait_until(
-        lambda: [b for b in driver.find_elements(By.TAG_NAME, "button") if b.text.strip() == text and b.is_displayed()],
-        timeout=15,
-        what=f"a {text!r} button",
-    )
-    buttons[0].click()
+    def click() -> bool:
+        buttons = [b for b in driver.find_elements(By.TAG_NAME, "button") if b.text.strip() == text and b.is_displayed()]
+        if buttons:
+            buttons[0].click()
+        return bool(buttons)
+
+    wait_until(click, timeout=15, what=f"a {text!r} button")
 
 
 def test_app_renders_dataset_and_runs_plugin_operator(settings, dataset, tmp_path, artifacts_dir):
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.common.keys import Keys
 
     assert "dataset_status" in operator_names()
     labels = _make_dataset(dataset, tmp_path)
@@ -85,9 +88,7 @@ def test_app_renders_dataset_and_runs_plugin_operator(settings, dataset, tmp_pat
         selector = driver.find_element(By.CSS_SELECTOR, '[data-cy="selector-dataset"]')
         assert selector.get_attribute("value") == dataset.name
         assert dataset.name in driver.page_source
-        for button in driver.find_elements(By.TAG_NAME, "button"):  # the Enterprise promotion covers the grid
-            if button.text.strip() == "Dismiss" and button.is_displayed():
-                button.click()
+        _dismiss_promotions(driver)  # the Enterprise promotion covers the grid
         time.sleep(0.5)
         driver.save_screenshot(str(artifacts_dir / "app.png"))
 
@@ -98,15 +99,101 @@ def test_app_renders_dataset_and_runs_plugin_operator(settings, dataset, tmp_pat
             lambda: OPERATOR_LABEL in page_text(driver), timeout=15, what=f"{OPERATOR_LABEL!r} in the operator browser"
         )
         listed = page_text(driver)
-        for label in ("Roadwork: predict (Stage-1)", "Roadwork: evaluate", "Roadwork: mine hard cases", "Roadwork: retrain and export"):
+        for label in ("Roadwork: predict (Stage-1)", "Roadwork: evaluate", "Roadwork: mine hard cases", "Roadwork: retrain and export",
+                      "Roadwork: embeddings map", "Roadwork: similar to selected"):
             assert label in listed, label
         driver.save_screenshot(str(artifacts_dir / "app-operator-browser.png"))
 
         # Running it from the App goes App -> server -> plugin -> curation and shows the counts.
-        ActionChains(driver).send_keys(Keys.ENTER).perform()
+        item = wait_until(
+            lambda: [e for e in driver.find_elements(By.XPATH, f"//*[text()='{OPERATOR_LABEL}']") if e.is_displayed()],
+            timeout=15, what=f"{OPERATOR_LABEL!r} in the list",
+        )
+        item[0].click()
         _click_button(driver, "Execute")
         text = wait_until(lambda: "Label:" in (t := page_text(driver)) and t, timeout=30, what="the operator's output")
         assert f"{dataset.name}: 4 samples" in text
         assert "Label: no_roadwork 2, roadwork 2" in text
         driver.save_screenshot(str(artifacts_dir / "app-operator-output.png"))
     assert time.monotonic() - started < 90
+
+
+def _dismiss_promotions(driver) -> None:
+    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.webdriver.common.by import By
+
+    for button in driver.find_elements(By.TAG_NAME, "button"):  # Enterprise promotions cover parts of the page
+        try:
+            if button.text.strip() == "Dismiss" and button.is_displayed():
+                driver.execute_script("arguments[0].click()", button)
+        except StaleElementReferenceException:  # the App re-rendered it meanwhile
+            continue
+
+
+def test_similar_to_selected_from_a_false_positive_and_the_embeddings_map(settings, dataset, tmp_path, artifacts_dir):
+    """Issue 20, as a user: open the false positives, select one, run "similar to selected",
+    find the tagged batch in the grid; then the map workspace shows the Embeddings panel's map."""
+    import fiftyone as fo
+    import fiftyone.core.utils as fou
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    from curation import schema
+    from curation.evaluate.job import evaluate_predictions
+    from curation.mine.similar import SimilarConfig, find_similar
+    from curation.predict.job import predict_collection
+    from curation.stage1.backbone import tiny_random_backbone
+    from curation.stage1.model import Stage1Config, Stage1Model
+    from curation.store.brain import index_embeddings
+
+    rng = np.random.default_rng(0)
+    samples = []
+    for i in range(64):  # 4 val negatives (false positives below), 60 pool images: more than the 50 asked for
+        path = tmp_path / f"street_{i}.jpg"
+        Image.fromarray(rng.integers(0, 255, (60, 80, 3), dtype=np.uint8)).save(path, quality=90)
+        split = "val" if i < 4 else "pool"
+        samples.append(fo.Sample(filepath=str(path), split=split, ground_truth=fo.Classification(label="no_roadwork") if split == "val" else None))
+    dataset.add_samples(samples)
+    model = Stage1Model.build(Stage1Config(threshold=0.001), backbone=tiny_random_backbone(seed=0))  # calls everything roadwork
+    predict_collection(dataset, model, progress=False)
+    evaluate_predictions(dataset.match(fo.ViewField("split") == "val"))
+    index_embeddings(dataset, method="pca", progress=False)
+    false_positives = dataset.load_saved_view(schema.FAILURE_VIEWS["FP"])
+    assert false_positives.count() == 4
+    query = false_positives.first().id
+    expected, _ = find_similar(dataset, [query], SimilarConfig())  # the operator's defaults: k=50 of the 60
+
+    with running_app(settings, tmp_path) as server, chromium(tmp_path) as driver:
+        driver.get(server.dataset_url(dataset.name) + "?view=" + fou.to_slug(schema.FAILURE_VIEWS["FP"]))
+        lookers = wait_until(
+            lambda: (found := driver.find_elements(By.CSS_SELECTOR, '[data-cy="looker"]')) and len(found) == 4 and found,
+            timeout=60, what="the four false positives in the grid",
+        )
+        _dismiss_promotions(driver)
+        ActionChains(driver).move_to_element(lookers[0]).perform()  # the checkbox shows on hover
+        lookers[0].find_element(By.CSS_SELECTOR, '[data-cy="looker-checkbox-"]').click()
+        ActionChains(driver).send_keys("`").perform()
+        ActionChains(driver).send_keys("similar to selected").perform()
+        wait_until(lambda: "Roadwork: similar to selected" in page_text(driver), timeout=15, what="the operator in the browser")
+        ActionChains(driver).send_keys(Keys.ENTER).perform()
+        _click_button(driver, "Execute")
+        text = wait_until(lambda: "most like the 1 selected" in (t := page_text(driver)) and t, timeout=60, what="the operator's summary")
+        (tag,) = [t for t in dataset.distinct("tags") if t.startswith(schema.SIMILAR_TAG_PREFIX)]
+        assert tag in text and f"{len(expected)} samples" in text
+        assert sorted(dataset.match_tags(tag).values("id")) == sorted(expected)  # the selected sample was the query
+        wait_until(lambda: len(driver.find_elements(By.CSS_SELECTOR, '[data-cy="looker"]')) >= 8, timeout=30, what="the batch in the grid")
+        driver.save_screenshot(str(artifacts_dir / "app-similar-to-selected.png"))
+
+        # The map: the workspace puts the grid beside the Embeddings panel; open the version's map.
+        driver.get(server.dataset_url(dataset.name) + "?workspace=" + fou.to_slug(schema.MAP_WORKSPACE))
+        wait_until(lambda: driver.find_elements(By.CSS_SELECTOR, '[data-cy="panel-content-Embeddings"]'), timeout=60, what="the Embeddings panel")
+        _dismiss_promotions(driver)
+        run = wait_until(
+            lambda: [e for e in driver.find_elements(By.XPATH, "//*[text()='stage1_map_0_0_0']") if e.is_displayed()],
+            timeout=30, what="the map run in the Embeddings panel",
+        )
+        driver.execute_script("arguments[0].click()", run[0])
+        wait_until(lambda: "64 points" in page_text(driver), timeout=60, what="the 64 points of the map")
+        _dismiss_promotions(driver)
+        driver.save_screenshot(str(artifacts_dir / "app-embeddings-map.png"))

@@ -54,7 +54,7 @@ def embedded(dataset, tmp_path):
 
 
 def test_index_writes_map_index_uniqueness_and_workspace_once(embedded):
-    dataset, ids = embedded
+    dataset, _ids = embedded
     report = index_embeddings(dataset, method="pca", progress=False)
     map_key, sim_key = brain_keys("0.3.0")
     assert (report.map_key, report.similarity_key, report.n_samples, report.reused) == (map_key, sim_key, 9, False)
