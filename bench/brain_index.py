@@ -4,10 +4,12 @@ embeddings, against brute-force numpy cosine top-k in the same run (issue 20).
     python bench/brain_index.py                       # 100,000 × 384, 50 queries, UMAP on all
     python bench/brain_index.py --n 20000 --map-n 5000 # quick check
 
-On a private mongod (tests/mongod.py): inserts ``--n`` samples with no images, then
+On a private mongod (tests/mongod.py): inserts ``--n`` samples with no images and the vectors in
+their ``stage1_embedding`` field (as `predict` stores them), then
 
-1. index: ``fob.compute_similarity(..., backend="sklearn", metric="cosine")`` (what
-   ``curation brain`` builds), time and memory (tracemalloc peak of the build);
+1. index: ``fob.compute_similarity(embeddings="stage1_embedding", backend="sklearn",
+   metric="cosine")`` (what ``curation brain`` builds: the index reads the field, it does not
+   copy the vectors into its results), time and memory (tracemalloc peak of the build);
 2. queries: ``index.sort_by_similarity(vector, k)`` → sample ids, per query, for ``--queries``
    random vectors; the numpy baseline normalises the matrix once and answers each query with one
    matrix-vector product and ``argpartition``; both answers are checked equal;
@@ -70,13 +72,13 @@ def main() -> None:
     x = rng.normal(size=(args.n, args.dim)).astype(np.float32)
     began = time.perf_counter()
     dataset = fo.Dataset("bench_brain")
-    dataset.add_samples([fo.Sample(filepath=f"/bench/{i}.jpg") for i in range(args.n)], progress=False)
+    dataset.add_samples([fo.Sample(filepath=f"/bench/{i}.jpg", stage1_embedding=row.tolist()) for i, row in enumerate(x)], progress=False)
     ids = np.array(dataset.values("id"))
     print(f"{args.n:,} samples inserted in {time.perf_counter() - began:.1f} s; {args.n:,} × {args.dim} float32 = {x.nbytes / 2**20:.0f} MiB")
 
     tracemalloc.start()
     began = time.perf_counter()
-    index = fob.compute_similarity(dataset, embeddings=x, backend="sklearn", metric="cosine", brain_key="bench", progress=False)
+    index = fob.compute_similarity(dataset, embeddings="stage1_embedding", backend="sklearn", metric="cosine", brain_key="bench", progress=False)
     build_s = time.perf_counter() - began
     build_peak = tracemalloc.get_traced_memory()[1] / 2**20
     tracemalloc.stop()
@@ -103,7 +105,7 @@ def main() -> None:
     if args.map_n:
         view = dataset.limit(args.map_n)
         rss0, began = _rss_mib(), time.perf_counter()
-        fob.compute_visualization(view, embeddings=x[: args.map_n], method="umap", brain_key="bench_map", seed=0, progress=False)
+        fob.compute_visualization(view, embeddings="stage1_embedding", method="umap", brain_key="bench_map", seed=0, progress=False)
         map_s = time.perf_counter() - began
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(f"UMAP map of {args.map_n:,} × {args.dim}: {map_s:.1f} s, RSS {rss0:.0f} → peak {peak:.0f} MiB (process)")

@@ -24,11 +24,13 @@ def brain_command(
     version: Annotated[str | None, typer.Option(help="Model version whose embeddings to index (default: the one on most samples).")] = None,
     method: Annotated[str, typer.Option(help="Map method: umap, tsne or pca.")] = "umap",
     overwrite: Annotated[bool, typer.Option(help="Recompute even when the runs already cover the same samples.")] = False,
+    backend: Annotated[str, typer.Option(help="FiftyOne similarity backend: sklearn (in memory) or a vector database (qdrant, milvus, lancedb, ...).")] = "sklearn",
 ) -> None:
     """Embeddings map (App: Embeddings panel), similarity index and uniqueness for one model version."""
     from curation.store.brain import index_embeddings
 
-    console.print(index_embeddings(_dataset(settings_file), version=version, method=method, overwrite=overwrite).summary())
+    report = index_embeddings(_dataset(settings_file), version=version, method=method, backend=backend, overwrite=overwrite)
+    console.print(report.summary())
 
 
 @command("similar")
