@@ -108,7 +108,7 @@ def index_embeddings(
     if n < 3:
         raise InputError(f"Model version `{version}` embedded {n} samples; a map needs at least 3.")
     map_key, sim_key = brain_keys(version)
-    if not overwrite and _covers(dataset, map_key, n) and _covers(dataset, sim_key, n):
+    if not overwrite and _map_covers(dataset, map_key, n) and dataset.has_brain_run(sim_key) and dataset.has_brain_run(UNIQUENESS_FIELD):
         return BrainReport(version, n, map_key, sim_key, dataset.get_brain_info(map_key).config.method, reused=True)
 
     seconds = []
@@ -131,7 +131,9 @@ def _map_options(method: str, n: int) -> dict[str, Any]:
     return {"n_neighbors": max(2, min(15, n - 1))} if method == "umap" else {}
 
 
-def _covers(dataset: Any, key: str, n: int) -> bool:
+def _map_covers(dataset: Any, key: str, n: int) -> bool:
+    """Whether map ``key`` has ``n`` points. The three runs are computed together, and the map's
+    results hold its sample ids (the index's would load every vector from the database)."""
     if not dataset.has_brain_run(key):
         return False
     try:
