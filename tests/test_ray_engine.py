@@ -1,21 +1,26 @@
 """`--engine ray`: Stage-1 on a local Ray cluster (loopback, started once for the module) gives the
 single-process path's fields exactly, survives a model actor dying mid-run, reports unreadable
-images, and a re-run finishes only what a killed run left."""
+images, and a re-run finishes only what a killed run left; the feature cache and the App's predict
+operator give the single-process path's values on Ray too."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
 import pytest
-from test_predict import _add, model  # noqa: F401  (the tiny Stage-1 model fixture)
+import torch
+from PIL import Image
+from test_predict import _add, _images, model  # noqa: F401  (the tiny Stage-1 model fixture)
 from typer.testing import CliRunner
 
 from curation import store
-from curation.errors import ConfigError
+from curation.errors import ConfigError, InputError
 from curation.predict.job import PREDICTION_FIELDS, predict_collection
 from curation.predict.ray_engine import RayEngine, Stage1Actor
 from curation.settings import RaySettings, Settings
+from curation.stage1.cache import CacheSpec, FeatureCache, cache_features
 
 ray = pytest.importorskip("ray")
 
@@ -177,3 +182,83 @@ def test_daily_mining_takes_the_ray_engine(tmp_path):
     assert load_pipeline(path) == ("daily_mining", DailyMiningConfig(engine="ray"))
     with pytest.raises(ConfigError, match="Did you mean `ray`"):
         DailyMiningConfig(engine="rya")
+
+
+def test_feature_cache_on_ray_matches_the_process_path(tmp_path, model):  # noqa: F811
+    paths = [str(p) for p in _images(tmp_path, n=4)]
+    hashes = [hashlib.sha256(Path(p).read_bytes()).hexdigest() for p in paths]
+    images = [*paths[:3], Image.open(paths[3]).convert("RGB")]  # an in-memory image travels pickled
+    spec = CacheSpec.for_model(model, dtype="float32")  # float16 storage could round a 1e-7 difference to one ulp
+    local = cache_features(images, hashes, model, FeatureCache(tmp_path / "local", spec), augmentations=2, batch_queries=3)
+
+    engine = RayEngine(RaySettings(num_actors=1, batch_size=2))
+    cache = FeatureCache(tmp_path / "ray", spec)
+    on_ray = cache_features(images, hashes, model, cache, augmentations=2, batch_queries=3, engine=engine)
+    assert (on_ray.report.hits, on_ray.report.computed) == (0, 8)
+    assert on_ray.keys == local.keys
+    assert torch.allclose(on_ray.features, local.features, atol=1e-5)
+    assert torch.allclose(on_ray.stats, local.stats, atol=1e-5)
+
+    again = cache_features(paths, hashes, model, FeatureCache(tmp_path / "ray", spec), augmentations=2, engine=engine)  # read back from disk
+    assert (again.report.hits, again.report.computed, again.report.forwards) == (8, 0, 0)
+    assert torch.equal(again.features, on_ray.features)
+
+
+def test_feature_cache_on_ray_names_an_unreadable_image_as_the_process_path_does(tmp_path, model):  # noqa: F811
+    bad = tmp_path / "corrupt.jpg"
+    bad.write_bytes(b"\xff\xd8 not really a jpeg")
+    paths = [*map(str, _images(tmp_path, n=2)), str(bad)]
+    hashes = [f"{i:064x}" for i in range(3)]
+    spec = CacheSpec.for_model(model, dtype="float32")
+    with pytest.raises(InputError) as here:
+        cache_features(paths, hashes, model, FeatureCache(tmp_path / "local", spec), augmentations=1)
+    with pytest.raises(InputError) as on_ray:
+        cache_features(paths, hashes, model, FeatureCache(tmp_path / "ray", spec), augmentations=1, engine=RayEngine(RaySettings(num_actors=1, batch_size=1)))
+    assert str(on_ray.value) == str(here.value) and str(bad) in str(on_ray.value)
+
+
+def test_predict_operator_takes_the_ray_engine(settings, dataset, tmp_path, monkeypatch):
+    from curation.app import operators as cops
+
+    monkeypatch.setenv("CURATION_HOME", str(settings.home))
+    monkeypatch.setenv("CURATION_RAY", "{num_actors: 1, batch_size: 2}")
+    cops.configure_plugins(settings)
+    _add(dataset, tmp_path, n=3)
+    local = cops.execute("predict_stage1", dataset, {"model": "tiny-random", "batch_size": 2})
+    local_fields = _fields(dataset)
+    for name in PREDICTION_FIELDS:
+        dataset.clear_sample_field(name)
+
+    result = cops.execute("predict_stage1", dataset, {"model": "tiny-random", "engine": "ray"})
+    assert (result["n_predicted"], result["n_skipped"]) == (local["n_predicted"], local["n_skipped"]) == (3, 1)
+    assert "corrupt.jpg" in result["skipped"][0]
+    _assert_same(_fields(dataset), local_fields)
+    again = cops.execute("predict_stage1", dataset, {"model": "tiny-random", "engine": "ray"})
+    assert again["n_predicted"] == 0  # already stored for this model version: the CLI's resume
+    with pytest.raises(ConfigError, match="process, ray"):
+        cops.predict_target(dataset, model="tiny-random", engine="spark")
+
+
+def test_retrain_takes_the_ray_engine_for_feature_caching(tmp_path, monkeypatch):
+    from curation.cli import app
+    from curation.pipelines import load_pipeline
+    from curation.retrain import job
+    from curation.retrain.job import RetrainConfig
+
+    path = tmp_path / "retrain.yaml"
+    path.write_text("job: retrain_export\nengine: ray\n")
+    _, config = load_pipeline(path)
+    assert config.engine == "ray" and job._feature_engine(config, Settings.load(env={})) == RayEngine(RaySettings())
+    assert job._feature_engine(RetrainConfig(), Settings.load(env={})) is None
+    with pytest.raises(ConfigError, match="Did you mean `ray`"):
+        RetrainConfig(engine="rya")
+
+    seen = []
+
+    def stop(settings, config, **_):
+        seen.append(config)
+        raise RuntimeError("stop before training")
+
+    monkeypatch.setattr(job, "run_retrain", stop)
+    CliRunner().invoke(app, ["retrain", "--pipeline", "pipelines/retrain_export.yaml", "--engine", "ray"])
+    assert [c.engine for c in seen] == ["ray"]

@@ -177,18 +177,30 @@ def predict_target(
     model: str = "champion",
     view: str = "stored",
     batch_size: int = 16,
+    engine: str = "process",
+    repredict: bool = False,
     on_progress: Any = None,
 ) -> dict[str, Any]:
-    """Predict a dataset/view with a named model (see :func:`curation.store.registry.resolve_model`)."""
+    """Predict a dataset/view with a named model (see :func:`curation.store.registry.resolve_model`).
+
+    ``engine="ray"`` predicts on Ray (settings ``ray``) as ``curation predict --engine ray`` does: samples
+    already holding this model version's predictions are skipped unless ``repredict``, so a re-run after a
+    killed one finishes the rest.
+    """
     from curation.predict.job import predict_collection
+    from curation.predict.ray_engine import ENGINES, RayEngine
+    from curation.settings import RaySettings
     from curation.store import registry
 
+    if engine not in ENGINES:
+        raise ConfigError(f"`engine` must be one of {', '.join(ENGINES)}; got {engine!r}.")
     settings = operator_settings(collection)
+    ray_engine = RayEngine(settings.ray or RaySettings()) if engine == "ray" else None
     stage1 = registry.resolve_model(settings, model)
     prefix = "validator_" if view == "validator" else ""
     report = predict_collection(
         collection, stage1, batch_size=batch_size, view=view, field_prefix=prefix, progress=False, on_progress=on_progress,
-        query_policy=settings.query_policy,
+        query_policy=settings.query_policy, engine=ray_engine, resume=ray_engine is not None and not repredict,
     )
     return {
         "n_predicted": report.n_predicted,

@@ -227,6 +227,9 @@ def retrain_command(
     force: Annotated[bool, typer.Option("--force", help="Promote even if the rule says no (recorded).")] = False,
     run_name: Annotated[str | None, typer.Option(help="Resume a killed run by its name.")] = None,
     mode: Annotated[str | None, typer.Option(help="supervised | self_train (the head then learns from the unlabeled pool; default: the YAML's).")] = None,
+    engine: Annotated[
+        str | None, typer.Option(help="Where missing cached features are computed: 'process' or 'ray' (settings `ray`; default: the YAML's).")
+    ] = None,
 ) -> None:
     """Snapshot labels, train, calibrate, gate, compare with the champion, promote by rule, export."""
     import dataclasses
@@ -239,7 +242,9 @@ def retrain_command(
         from curation.errors import ConfigError
 
         raise ConfigError(f"{pipeline} defines job `{job}`, not `retrain_export`.")
-    config = dataclasses.replace(config, force=force or config.force, version=version or config.version, mode=mode or config.mode)
+    config = dataclasses.replace(
+        config, force=force or config.force, version=version or config.version, mode=mode or config.mode, engine=engine or config.engine
+    )
     result = run_retrain(load_settings(settings_file), config, run_name=run_name, console=console)
     verdict = "[green]PROMOTED[/]" if result.promoted else "[yellow]champion kept[/]"
     console.print(f"{result.version}: {verdict} — " + "; ".join(result.reasons))

@@ -22,9 +22,10 @@ from typing import Any
 import numpy as np
 
 from curation import schema, store
-from curation.errors import ConfigError, CurationError, InputError
+from curation.errors import ConfigError, CurationError, InputError, suggest
 from curation.evaluate.gate_job import GateJobConfig, fit_gate_arrays
 from curation.evaluate.queries import QueryScores, score_queries
+from curation.predict.ray_engine import ENGINES, RayEngine
 from curation.settings import Settings
 from curation.stage1 import calibrate
 from curation.stage1.gate import GateConfig
@@ -65,12 +66,15 @@ class RetrainConfig:
     force: bool = False
     export: bool = True
     lock_ttl_s: float = 6 * 3600.0  # expiry of a lock whose holder stops its heartbeat; a dead holder is taken over at once (curation.store.locks)
+    engine: str = "process"  # where the feature cache's missing backbone features are computed: process | ray (settings `ray`)
 
     def __post_init__(self) -> None:
         if self.version is not None and not VERSION_PATTERN.fullmatch(str(self.version)):
             raise ConfigError(f"`version` must look like X.Y.Z (e.g. 1.4.0); got {self.version!r}.")
         if self.mode not in TRAIN_MODES:
             raise ConfigError(f"`mode` must be one of {', '.join(TRAIN_MODES)}; got {self.mode!r}.")
+        if self.engine not in ENGINES:
+            raise ConfigError(f"`engine` must be one of {', '.join(ENGINES)}; got {self.engine!r}.{suggest(self.engine, ENGINES)}")
 
 
 @dataclass
@@ -154,7 +158,9 @@ def train_challenger(
         finetune = dataclasses.replace(config.finetune, query_policy=config.finetune.query_policy or config.query_policy)
         train_finetune(paths, y, finetune, model=model, content_hashes=hashes, checkpoint_dir=checkpoint_dir / "finetune")
     cache = FeatureCache(settings.cache_root / "stage1", CacheSpec.for_model(model, query_policy=config.query_policy))
-    cached = cache_features(paths, hashes, model, cache, augmentations=config.head_train.augmentations, seed=config.head_train.seed)
+    cached = cache_features(
+        paths, hashes, model, cache, augmentations=config.head_train.augmentations, seed=config.head_train.seed, engine=_feature_engine(config, settings)
+    )
     weights = torch.tensor(
         [config.hard_negative_weight if schema.TAG_HARD_NEGATIVE in (t or []) else 1.0 for t in tags], dtype=torch.float32
     )
@@ -168,6 +174,15 @@ def train_challenger(
         run_self_training(dataset if dataset is not None else store.root_dataset(view), model, cached.features, y, config.self_train, cache=cache, version=version,
                           seed=config.head_train.seed, out_dir=checkpoint_dir)
     return model
+
+
+def _feature_engine(config: RetrainConfig, settings: Settings) -> Any:
+    """The Ray engine for feature caching when ``config.engine`` asks for it; None computes in this process."""
+    if config.engine != "ray":
+        return None
+    from curation.settings import RaySettings
+
+    return RayEngine(settings.ray or RaySettings())
 
 
 # Steps 4-5: validator-view predictions, calibration, gate ----------------------------------------------
@@ -245,7 +260,8 @@ def _run_retrain(settings: Settings, dataset: Any, config: RetrainConfig, *, run
     config = dataclasses.replace(config, query_policy=config.query_policy or None)  # "" also means the platform model
     if config.query_policy:
         cached_policy(config.query_policy)  # an unknown contract is refused before any work, naming the nearest one
-    wanted = registry.jsonable(dataclasses.asdict(config))
+    # Where features are computed does not change them: a run may resume on another engine.
+    wanted = {k: v for k, v in registry.jsonable(dataclasses.asdict(config)).items() if k != "engine"}
     runs = settings.runs_root / "retrain"
     if run_name:  # resuming a named run keeps its version and must keep its configuration
         run_dir = runs / run_name

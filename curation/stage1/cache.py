@@ -31,9 +31,10 @@ import hashlib
 import json
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Protocol
 
 import torch
 
@@ -293,6 +294,43 @@ class FeatureCache:
         return features, stats, absent
 
 
+@dataclass(frozen=True)
+class FeatureJob:
+    """One image's missing queries: the image (PIL, or a path read where the work runs) and its keys."""
+
+    image: Any
+    keys: list[Key]
+
+
+class FeatureEngine(Protocol):
+    """Computes missing cache features somewhere else than this process (e.g. on Ray:
+    :class:`curation.predict.ray_engine.RayEngine`); the caller keeps writing the cache.
+
+    ``features`` yields ``(keys, features [q, V, 2D])`` blocks in any order, each key's features being
+    :func:`query_features` of :func:`job_queries`; an unreadable image raises :class:`InputError` as
+    :func:`~curation.stage1.train.load_training_image` does.
+    """
+
+    def features(self, model: Any, spec: CacheSpec, jobs: Sequence[FeatureJob], *, batch_queries: int) -> Iterator[tuple[list[Key], torch.Tensor]]: ...
+
+
+def job_queries(job: FeatureJob, spec: CacheSpec) -> list[torch.Tensor]:
+    """The validator queries (uint8 [3, H, W]) of ``job``'s keys, reading its image once."""
+    from curation.stage1.train import load_training_image
+
+    image = load_training_image(job.image)
+    return [_query_tensor(image, seed, spec) for _, seed in job.keys]
+
+
+@torch.inference_mode()
+def query_features(model, queries: list[torch.Tensor]) -> torch.Tensor:
+    """Backbone features [q, V, 2D] of validator queries: their views cut, one forward (any engine runs this)."""
+    from curation.stage1.views import build_views
+
+    views = build_views([t.to(model.device) for t in queries], model.config.views)  # [q·V, 3, S, S]
+    return model.features(views).view(len(queries), model.config.views.num_views, -1)
+
+
 def _query_tensor(image, seed: int, spec: CacheSpec):
     from curation.stage1.query_policies import contract_query
     from curation.stage1.views import pil_to_tensor
@@ -310,6 +348,7 @@ def cache_features(
     augmentations: int,
     seed: int = 0,
     batch_queries: int = 32,
+    engine: FeatureEngine | None = None,
 ) -> CachedFeatures:
     """Features of ``augmentations`` validator queries per image, computing only what is missing.
 
@@ -322,9 +361,9 @@ def cache_features(
         content_hashes: [N] content hashes (the dataset's ``content_hash``).
         model: the :class:`~curation.stage1.model.Stage1Model` whose backbone the cache spec names.
         cache: the cache to read and fill.
+        engine: computes the missing features elsewhere (e.g. Ray actors); this process still writes
+            the cache, so its shard guarantees do not depend on the engine. None: computed here.
     """
-    from curation.stage1.train import load_training_image
-
     if len(images) != len(content_hashes):
         raise InputError(f"{len(images)} images but {len(content_hashes)} content hashes.")
     if augmentations < 1:
@@ -338,20 +377,10 @@ def cache_features(
     for _attempt in range(3):
         todo = set(cache.missing(flat_keys))
         report.hits = len(set(flat_keys)) - len(todo) if _attempt == 0 else report.hits
-        pending: list[tuple[Key, torch.Tensor]] = []
-        for i, row in enumerate(keys):
-            wanted = [k for k in row if k in todo]
-            if not wanted:
-                continue
-            image = load_training_image(images[i])
-            for key in wanted:
-                todo.discard(key)
-                pending.append((key, _query_tensor(image, key[1], cache.spec)))
-            while len(pending) >= batch_queries:
-                _forward(model, cache, pending[:batch_queries], report)
-                pending = pending[batch_queries:]
-        if pending:
-            _forward(model, cache, pending, report)
+        if engine is not None:
+            _compute_on(engine, model, cache, images, keys, todo, batch_queries, report)
+        else:
+            _compute_here(model, cache, images, keys, todo, batch_queries, report)
         features, stats, absent = cache.get(flat_keys)
         if not absent:
             break
@@ -367,12 +396,45 @@ def cache_features(
     )
 
 
-def _forward(model, cache: FeatureCache, pending: list, report: CacheStats) -> None:
-    from curation.stage1.views import build_views
+def _compute_here(model, cache: FeatureCache, images: Sequence, keys: list[list[Key]], todo: set[Key], batch_queries: int, report: CacheStats) -> None:
+    """This process reads each image with a missing query and forwards ``batch_queries`` queries at a time."""
+    from curation.stage1.train import load_training_image
 
-    tensors = [t.to(model.device) for _, t in pending]
-    views = build_views(tensors, model.config.views)  # [q·V, 3, S, S]
-    feats = model.features(views).view(len(pending), model.config.views.num_views, -1)  # [q, V, 2D]
-    cache.put([k for k, _ in pending], feats)
+    pending: list[tuple[Key, torch.Tensor]] = []
+    for i, row in enumerate(keys):
+        wanted = [k for k in row if k in todo]
+        if not wanted:
+            continue
+        image = load_training_image(images[i])
+        for key in wanted:
+            todo.discard(key)
+            pending.append((key, _query_tensor(image, key[1], cache.spec)))
+        while len(pending) >= batch_queries:
+            _forward(model, cache, pending[:batch_queries], report)
+            pending = pending[batch_queries:]
+    if pending:
+        _forward(model, cache, pending, report)
+
+
+def _compute_on(
+    engine: FeatureEngine, model, cache: FeatureCache, images: Sequence, keys: list[list[Key]], todo: set[Key], batch_queries: int, report: CacheStats
+) -> None:
+    """``engine`` computes the missing queries (one job per image, each key once); this process writes them."""
+    jobs = []
+    for image, row in zip(images, keys, strict=True):
+        wanted = [k for k in row if k in todo]
+        todo.difference_update(wanted)
+        if wanted:
+            jobs.append(FeatureJob(image, wanted))
+    if not jobs:
+        return
+    for block_keys, feats in engine.features(model, cache.spec, jobs, batch_queries=batch_queries):
+        cache.put(block_keys, feats)
+        report.computed += len(block_keys)
+        report.forwards += 1
+
+
+def _forward(model, cache: FeatureCache, pending: list, report: CacheStats) -> None:
+    cache.put([k for k, _ in pending], query_features(model, [t for _, t in pending]))  # [q, V, 2D]
     report.computed += len(pending)
     report.forwards += 1

@@ -100,12 +100,18 @@ class PredictStage1(_Operator):
         inputs.str("model", default="champion", label="Model", description="Model dir, registered version, champion, or tiny-random")
         inputs.enum("view", ["stored", "validator"], default="stored", label="Image", description="Stored image or the validator query")
         inputs.int("batch_size", default=16, min=1, label="Batch size")
+        inputs.enum("engine", ["process", "ray"], default="process", label="Engine",
+                    description="process: this worker computes; ray: Ray tasks decode, Ray model actors predict (settings `ray`)")
+        if ctx.params.get("engine") == "ray":
+            inputs.bool("repredict", default=False, label="Repredict",
+                        description="Also predict samples that already hold this model version's predictions")
 
     def execute(self, ctx):
         p = ctx.params
         result = cops.predict_target(
             ctx.target_view(), model=p.get("model", "champion"), view=p.get("view", "stored"),
-            batch_size=int(p.get("batch_size", 16)), on_progress=self.progress(ctx),
+            batch_size=int(p.get("batch_size", 16)), engine=p.get("engine") or "process", repredict=bool(p.get("repredict", False)),
+            on_progress=self.progress(ctx),
         )
         result["summary"] = f"Predicted {result['n_predicted']} samples with model {result['model_version']}" + (
             "" if result["trained"] else " (UNTRAINED random weights)") + f"; skipped {result['n_skipped']}."
