@@ -158,9 +158,8 @@ def train_challenger(
         finetune = dataclasses.replace(config.finetune, query_policy=config.finetune.query_policy or config.query_policy)
         train_finetune(paths, y, finetune, model=model, content_hashes=hashes, checkpoint_dir=checkpoint_dir / "finetune")
     cache = FeatureCache(settings.cache_root / "stage1", CacheSpec.for_model(model, query_policy=config.query_policy))
-    cached = cache_features(
-        paths, hashes, model, cache, augmentations=config.head_train.augmentations, seed=config.head_train.seed, engine=_feature_engine(config, settings)
-    )
+    engine = _feature_engine(config, settings)
+    cached = cache_features(paths, hashes, model, cache, augmentations=config.head_train.augmentations, seed=config.head_train.seed, engine=engine)
     weights = torch.tensor(
         [config.hard_negative_weight if schema.TAG_HARD_NEGATIVE in (t or []) else 1.0 for t in tags], dtype=torch.float32
     )
@@ -172,7 +171,7 @@ def train_challenger(
         from curation.retrain.self_train import run_self_training
 
         run_self_training(dataset if dataset is not None else store.root_dataset(view), model, cached.features, y, config.self_train, cache=cache, version=version,
-                          seed=config.head_train.seed, out_dir=checkpoint_dir)
+                          seed=config.head_train.seed, out_dir=checkpoint_dir, engine=engine)
     return model
 
 

@@ -52,13 +52,13 @@ def pool_rewards(collection: Any) -> np.ndarray:
     return verified_rewards(to_int(pseudo), to_int(human)) if pseudo else np.zeros(0, dtype=np.int64)
 
 
-def _features(view: Any, model: Any, cache: Any, *, seed: int) -> tuple[list[str], torch.Tensor]:
+def _features(view: Any, model: Any, cache: Any, *, seed: int, engine: Any = None) -> tuple[list[str], torch.Tensor]:
     from curation.stage1.cache import cache_features
 
     ids, paths, hashes = view.values(["id", "filepath", "content_hash"])
     if not ids:
         return [], torch.empty(0)
-    return ids, cache_features(paths, hashes, model, cache, augmentations=1, seed=seed).features[:, 0]  # [N, V, 2D]
+    return ids, cache_features(paths, hashes, model, cache, augmentations=1, seed=seed, engine=engine).features[:, 0]  # [N, V, 2D]
 
 
 def run_self_training(
@@ -72,12 +72,14 @@ def run_self_training(
     version: str,
     seed: int,
     out_dir: Path,
+    engine: Any = None,
 ) -> dict[str, Any]:
     """Self-train ``model``'s (already supervised) head on the unlabeled pool, guarded on calib; write pseudo-labels.
 
     Args:
         labeled: the training view's cached features [N, M, V, 2D] (every augmentation is a labeled sample).
         labels: [N] 0/1.
+        engine: computes missing pool and calib features (the retrain's feature engine; None: this process).
     Returns the run record (also written to ``out_dir/self_train.json``).
     """
     from fiftyone import ViewField as F
@@ -89,12 +91,12 @@ def run_self_training(
         record["skipped"] = f"self-training refused: {why}; the challenger is the supervised head"
         return _save(record, out_dir)
     pool = unlabeled_pool(dataset)
-    ids, unlabeled = _features(pool, model, cache, seed=seed)
+    ids, unlabeled = _features(pool, model, cache, seed=seed, engine=engine)
     splits = set(dataset.select(ids).distinct("split")) if ids else set()
     if splits - {schema.Split.POOL}:
         raise InputError(f"Unlabeled stream holds {sorted(splits - {schema.Split.POOL})} samples; only pool may be unlabeled.")
     calib = dataset.match_tags(schema.TAG_LABEL_CONFLICT, bool=False).exists("ground_truth").match(F("split") == schema.Split.CALIB)
-    _, calib_feats = _features(calib, model, cache, seed=seed)
+    _, calib_feats = _features(calib, model, cache, seed=seed, engine=engine)
     y_calib = np.array([v == schema.Label.ROADWORK for v in calib.values("ground_truth.label")], dtype=np.int64)
     if len(ids) == 0 or len(y_calib) == 0 or y_calib.min() == y_calib.max():
         record["skipped"] = f"nothing to self-train on: {len(ids)} unlabeled pool samples, calib labels {np.bincount(y_calib, minlength=2).tolist()}"
