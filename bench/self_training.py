@@ -144,13 +144,13 @@ def main() -> None:
             for arm in ARMS[1:]:
                 student = clone_head(head_config, backbone, sup)
                 result = self_train(student, pool_feats[labelled], torch.as_tensor(y_pool[labelled]), pool_feats[unlabeled],
-                                    arm_config(arm, seed), calib_score=calib_score)
+                                    arm_config(arm, seed), guard_score=calib_score)
                 kept = result.rounds[: max(result.best_round, 0)]
                 pseudo = result.pseudo
                 accepted = pseudo.keep.numpy() if pseudo is not None else np.zeros(len(unlabeled), bool)
                 truth = y_pool[unlabeled]  # read for the report only: how right the final teacher's pseudo-labels are
                 precision = float((pseudo.label.numpy()[accepted] == truth[accepted]).mean()) if accepted.any() else float("nan")
-                rows.append({"seed": seed, "labels": n, "arm": arm, "test_mcc": test_mcc(student), "calib_mcc": result.best_calib_mcc,
+                rows.append({"seed": seed, "labels": n, "arm": arm, "test_mcc": test_mcc(student), "calib_mcc": result.best_guard_mcc,
                              "rounds": len(result.rounds), "best_round": result.best_round,
                              "accepted_pos": sum(r.accepted_pos for r in kept), "accepted_neg": sum(r.accepted_neg for r in kept),
                              "pseudo_precision": precision, "stopped": result.stopped})

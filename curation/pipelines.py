@@ -36,8 +36,8 @@ class DailyMiningConfig:
         engine: ``process`` predicts in this process; ``ray`` on Ray (settings ``ray``: a local Ray,
             or the cluster at ``ray.address``), finishing what a killed run left on a re-run.
         map_method: the Brain map of the model's embeddings (``umap``, ``tsne``, ``pca``), refreshed
-            with the similarity index and uniqueness after predicting (a no-op when nothing was
-            predicted); empty or null skips all three.
+            with the similarity index and uniqueness after mining (a no-op when nothing was
+            predicted; a failure is reported, the day's batch stands); empty or null skips all three.
         alpha, delta: Learn-then-Test target error among accepted and its confidence.
         gate: how the failure gate is fit.
         mining: quota, threshold, diversity, weights.
@@ -75,7 +75,6 @@ def run_daily_mining(settings: Settings, config: DailyMiningConfig, *, day: date
     from curation.mine.job import mine
     from curation.predict.job import predict_collection
     from curation.store import registry
-    from curation.store.brain import index_embeddings
 
     dataset = store.open_dataset(settings, create=False)
     model = registry.resolve_model(settings, config.model)
@@ -90,11 +89,27 @@ def run_daily_mining(settings: Settings, config: DailyMiningConfig, *, day: date
         engine = RayEngine(settings.ray or RaySettings())
     predicted = predict_collection(target, model, progress=True, engine=engine, resume=engine is not None and not config.repredict).n_predicted
     leaks = recheck_leaks_with_embeddings(dataset)  # embeddings exist now: the second leak check
-    brain = index_embeddings(dataset, version=model.config.version, method=config.map_method) if config.map_method else None
     gate_config = GateJobConfig(alpha=config.alpha, delta=config.delta, gate=config.gate)
     gate = fit_and_apply_gate(dataset, runs_root=settings.runs_root, config=gate_config, model_version=model.config.version)
     mined = mine(dataset, day=day, config=config.mining)
-    return {"predicted": predicted, "leaks_embedding": leaks, "brain": brain and asdict(brain), "gate": asdict(gate), "mining": asdict(mined)}
+    return {"predicted": predicted, "leaks_embedding": leaks, "gate": asdict(gate), "mining": asdict(mined), "brain": _refresh_brain(dataset, model, config)}
+
+
+def _refresh_brain(dataset: Any, model: Any, config: DailyMiningConfig) -> dict[str, Any] | None:
+    """The map, index and uniqueness for the day's model, after mining: a failure here (too few
+    embeddings, a vector database down) is reported and never costs the day's batch."""
+    import logging
+
+    from curation.errors import CurationError
+    from curation.store.brain import index_embeddings
+
+    if not config.map_method:
+        return None
+    try:
+        return asdict(index_embeddings(dataset, version=model.config.version, method=config.map_method))
+    except (CurationError, OSError, ValueError) as e:
+        logging.getLogger(__name__).warning("Embeddings map not refreshed: %s", e)
+        return {"error": f"{type(e).__name__}: {e}"}
 
 
 def run_retrain_export(settings: Settings, config: Any) -> dict[str, Any]:

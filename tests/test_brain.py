@@ -208,3 +208,43 @@ def test_neighbours_of_an_orange_billboard_are_richer_in_look_alikes_than_chance
         counts.append(top)
         wins += top > expected_random
     assert wins >= 4, f"look-alikes in the top 10 per seed: {counts}; a random 10 expects {expected_random:.2f}"
+
+
+def test_a_batch_tagged_by_a_killed_run_gets_its_run_record_on_the_rerun(embedded):
+    dataset, ids = embedded
+    index_embeddings(dataset, method="pca", progress=False)
+    batch = tag_similar(dataset, [ids["query"], ids["query"]], SimilarConfig(k=2), day=DAY)  # duplicates count once
+    assert batch.tag == tag_similar(dataset, [ids["query"]], SimilarConfig(k=2), day=DAY).tag
+    store.delete_run(dataset, batch.run_id)
+    dataset.select(list(batch.ids)).tag_samples(batch.tag)  # as a run killed between tagging and recording leaves it
+    again = tag_similar(dataset, [ids["query"]], SimilarConfig(k=2), day=DAY)
+    assert again.run_id is not None and store.runs_with_tag(dataset, batch.tag) == [again.run_id]
+
+
+def test_a_query_predicted_after_the_index_was_built_is_explained(embedded, tmp_path):
+    dataset, ids = embedded
+    index_embeddings(dataset, method="pca", progress=False)
+    late = fo.Sample(filepath=str(tmp_path / "late.jpg"), split="val", model_version="0.3.0", stage1_embedding=_unit(3))
+    dataset.add_sample(late)
+    with pytest.raises(InputError, match=r"predicted after the index `stage1_sim_0_3_0` was built .*curation brain --version 0.3.0"):
+        find_similar(dataset, [late.id])
+
+
+def test_rebuilding_keeps_the_old_index_when_the_new_one_fails_and_follows_method_changes(embedded, monkeypatch):
+    import fiftyone.brain as fob
+
+    dataset, ids = embedded
+    index_embeddings(dataset, method="pca", progress=False)
+    with pytest.raises(InputError, match="Unknown similarity backend 'qdarnt'. Did you mean `qdrant`"):
+        index_embeddings(dataset, backend="qdarnt", overwrite=True)
+
+    def unreachable(*args, **kwargs):
+        raise ConnectionError("vector database unreachable")
+
+    monkeypatch.setattr(fob, "compute_similarity", unreachable)
+    with pytest.raises(ConnectionError):
+        index_embeddings(dataset, method="pca", overwrite=True, progress=False)
+    monkeypatch.undo()
+    assert find_similar(dataset, [ids["query"]], SimilarConfig(k=1))[0] == [ids["lab5"]]  # the old index still answers
+    assert not index_embeddings(dataset, method="tsne", progress=False).reused  # another method: recomputed
+    assert dataset.get_brain_info("stage1_map_0_3_0").config.method == "tsne"

@@ -162,6 +162,8 @@ def test_cli_predict_engine_ray(dataset, settings, tmp_path, monkeypatch, model)
     assert "Predicted 0 samples" in again.output  # already stored for this model version
     bad = CliRunner().invoke(app, ["predict", "--model", str(tmp_path / "m"), "--engine", "spark"])
     assert bad.exit_code != 0 and "process, ray" in bad.output
+    silent = CliRunner().invoke(app, ["predict", "--model", str(tmp_path / "m"), "--ray-address", "head:6379"])
+    assert silent.exit_code == 2 and "apply to `--engine ray` only" in silent.output  # not silently ignored
 
 
 def test_ray_settings_parse_and_explain():
@@ -262,3 +264,10 @@ def test_retrain_takes_the_ray_engine_for_feature_caching(tmp_path, monkeypatch)
     monkeypatch.setattr(job, "run_retrain", stop)
     CliRunner().invoke(app, ["retrain", "--pipeline", "pipelines/retrain_export.yaml", "--engine", "ray"])
     assert [c.engine for c in seen] == ["ray"]
+
+
+def test_asking_for_more_gpus_than_the_cluster_has_is_refused_not_waited_for():
+    from curation.predict.ray_engine import connect
+
+    with pytest.raises(ConfigError, match=r"2 actors × 1 GPU = 2 GPUs; the Ray cluster has 0"):
+        connect(RaySettings(num_actors=2, gpus_per_actor=1))

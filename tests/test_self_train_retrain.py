@@ -79,7 +79,7 @@ def test_self_train_retrain_writes_pseudo_labels_beside_ground_truth_and_promote
     record = json.loads((result.run_dir / "checkpoints" / "self_train.json").read_text())
     assert "skipped" not in record, record["skipped"]
     assert record["unlabeled"] == unlabeled_pool(loaded).count() and 1 <= len(record["rounds"]) <= 2
-    assert record["best_calib_mcc"] >= record["start_calib_mcc"]
+    assert record["best_guard_mcc"] >= record["start_guard_mcc"]
     written = loaded.exists("pseudo_label")
     assert written.count() == record["pseudo_labels_written"] > 0
     assert set(written.distinct("split")) == {schema.Split.POOL}

@@ -115,6 +115,10 @@ def test_deleting_a_run_removes_only_what_no_other_run_wrote(dataset, tmp_path):
     with pytest.raises(CurationError, match=f"no platform run `{old}`.*Newest runs: {new}"):
         store.delete_run(dataset, old)
 
+    dataset.select(ids[:1]).tag_samples(schema.TAG_LEAK_EMBEDDING)
+    store.delete_run(dataset, store.record_run(dataset, "leaks_embedding", {"tagged": 1}, tags=[schema.TAG_LEAK_EMBEDDING]))
+    assert dataset.count_sample_tags() == {schema.TAG_LEAK_EMBEDDING: 1}  # a protected tag outlives any run
+
 
 def test_lock_excludes_others_until_expiry(settings):
     import time
@@ -132,3 +136,13 @@ def test_lock_excludes_others_until_expiry(settings):
     time.sleep(0.3)
     assert store.acquire_lock(name, "c", ttl_s=60)  # b's lock expired (holder killed)
     store.release_lock(name, "c")
+
+
+def test_staged_declarations_stay_while_another_prediction_run_is_alive(dataset):
+    dataset.add_sample_field("stage1_staged", fo.StringField)
+    prefix = f"predict:{dataset.name}::"
+    with store.exclusive(f"{prefix}other", 60.0, holder="prediction run holds"):
+        store.drop_staged_fields(dataset, ["stage1"], lease_prefix=prefix, own_lease=f"{prefix}mine")
+        assert dataset.has_sample_field("stage1_staged")  # the other run may still stage values there
+    store.drop_staged_fields(dataset, ["stage1"], lease_prefix=prefix, own_lease=f"{prefix}mine")
+    assert not dataset.has_sample_field("stage1_staged")

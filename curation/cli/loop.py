@@ -72,6 +72,8 @@ def predict_command(
 
     if engine not in ENGINES:
         raise InputError(f"`--engine` must be one of {', '.join(ENGINES)}; got {engine!r}.")
+    if engine != "ray" and (ray_address or repredict):
+        raise InputError("`--ray-address` and `--repredict` apply to `--engine ray` only; add `--engine ray`.")
     settings = load_settings(settings_file)
     ray_engine = _ray_engine(settings, ray_address) if engine == "ray" else None
     dataset = store.open_dataset(settings, create=False)

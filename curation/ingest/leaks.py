@@ -30,7 +30,6 @@ def recheck_leaks_with_embeddings(dataset: Any, *, embeddings_field: str = "stag
     n = trainable.count()
     if n:
         trainable.tag_samples(schema.TAG_LEAK_EMBEDDING)
-    store.record_run(
-        dataset, "leaks_embedding", {"threshold": threshold, "embeddings_field": embeddings_field, "tagged": n}, tags=[schema.TAG_LEAK_EMBEDDING] if n else []
-    )
+    # No `tags=`: a leak tag keeps a near-duplicate out of training, so deleting this run must not lift it.
+    store.record_run(dataset, "leaks_embedding", {"threshold": threshold, "embeddings_field": embeddings_field, "tagged": n})
     return n

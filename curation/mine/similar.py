@@ -90,7 +90,15 @@ def query_index(dataset: Any, query_ids: Sequence[str]) -> str:
     versions = set(found.values("model_version"))
     if len(versions) > 1:
         raise InputError(f"The selected samples were embedded by different model versions {sorted(map(str, versions))}; select samples of one version.")
-    return similarity_key(dataset, versions.pop())
+    version = versions.pop()
+    key = similarity_key(dataset, version)
+    outside = sorted(set(query_ids) - set(dataset.load_brain_results(key).sample_ids))
+    if outside:
+        raise InputError(
+            f"{len(outside)} selected sample(s) were predicted after the index `{key}` was built (e.g. {outside[0]}); "
+            f"run `curation brain --version {version}` to add them."
+        )
+    return key
 
 
 def find_similar(dataset: Any, query_ids: Sequence[str], config: SimilarConfig = SimilarConfig()) -> tuple[list[str], str]:
@@ -119,15 +127,22 @@ def tag_similar(dataset: Any, query_ids: Sequence[str], config: SimilarConfig = 
     question on the same day returns the batch already tagged)."""
     from dataclasses import asdict
 
+    query_ids = list(dict.fromkeys(query_ids))
     day = day or date.today()
     tag = batch_tag(query_ids, config, day)
     existing = dataset.match_tags(tag)
     if existing.count():
-        return SimilarBatch(tag, tuple(query_ids), tuple(existing.values("id")), query_index(dataset, query_ids), config=asdict(config))
+        ids, key = existing.values("id"), query_index(dataset, query_ids)
+        run_id = None if store.runs_with_tag(dataset, tag) else _record(dataset, tag, query_ids, ids, key, config)  # killed after tagging
+        return SimilarBatch(tag, tuple(query_ids), tuple(ids), key, run_id, asdict(config))
     ids, key = find_similar(dataset, query_ids, config)
     if ids:
         dataset.select(ids).tag_samples(tag)
-    run_id = store.record_run(
-        dataset, "similar", {"tag": tag, "query_ids": list(query_ids), "selected_ids": ids, "brain_key": key, "config": asdict(config)}, tags=[tag]
-    )
-    return SimilarBatch(tag, tuple(query_ids), tuple(ids), key, run_id, asdict(config))
+    return SimilarBatch(tag, tuple(query_ids), tuple(ids), key, _record(dataset, tag, query_ids, ids, key, config), asdict(config))
+
+
+def _record(dataset: Any, tag: str, query_ids: list[str], ids: list[str], key: str, config: SimilarConfig) -> str:
+    from dataclasses import asdict
+
+    payload = {"tag": tag, "query_ids": query_ids, "selected_ids": list(ids), "brain_key": key, "config": asdict(config)}
+    return store.record_run(dataset, "similar", payload, tags=[tag])

@@ -255,7 +255,7 @@ def predict_collection(
         if report.n_predicted:
             store.mark_lock(lease, owner, promoting=True)  # from here a killed run is finished, not discarded
             store.promote_staged(dataset, names, run_field=run_field, run_id=report.staging_id)
-            store.drop_staged_fields(dataset, names, extra=[run_field])
+            store.drop_staged_fields(dataset, names, extra=[run_field], lease_prefix=lease_prefix, own_lease=lease)
     report.run_id = store.record_run(
         dataset,
         "predict",

@@ -75,13 +75,18 @@ def connect(config: RaySettings) -> None:
         import ray
     except ImportError:
         raise ConfigError("`--engine ray` needs Ray: install the `ray` extra (pip install 'curation[ray]').") from None
-    if ray.is_initialized():
-        return
-    if config.address:
-        ray.init(address=config.address, logging_level="WARNING")
-        return
-    needed = math.ceil(config.num_actors * config.cpus_per_actor) + 1
-    ray.init(num_cpus=max(os.cpu_count() or 1, needed), include_dashboard=False, logging_level="WARNING")
+    if not ray.is_initialized():
+        if config.address:
+            ray.init(address=config.address, logging_level="WARNING")
+        else:
+            needed = math.ceil(config.num_actors * config.cpus_per_actor) + 1
+            ray.init(num_cpus=max(os.cpu_count() or 1, needed), include_dashboard=False, logging_level="WARNING")
+    gpus_needed, gpus = config.num_actors * config.gpus_per_actor, ray.cluster_resources().get("GPU", 0.0)
+    if gpus_needed > gpus:  # Ray would wait for them forever
+        raise ConfigError(
+            f"Settings `ray` ask for {config.num_actors} actors × {config.gpus_per_actor} GPU = {gpus_needed:g} GPUs; the Ray cluster "
+            f"has {gpus:g}. Lower `num_actors` / `gpus_per_actor` (0 runs on CPUs) or join a cluster with GPUs (`ray.address`)."
+        )
 
 
 def decode_rows(batch: dict[str, np.ndarray], contract: str | None = None) -> dict[str, np.ndarray]:

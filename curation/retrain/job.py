@@ -175,6 +175,11 @@ def train_challenger(
     return model
 
 
+def _written(config: RetrainConfig) -> list[str]:
+    """Sample fields a retrain writes (its run names them, so deleting the run removes them)."""
+    return ["pseudo_label", "pseudo_label_teacher"] if config.mode == "self_train" else []
+
+
 def _feature_engine(config: RetrainConfig, settings: Settings) -> Any:
     """The Ray engine for feature caching when ``config.engine`` asks for it; None computes in this process."""
     if config.engine != "ray":
@@ -408,7 +413,9 @@ def _run_retrain(settings: Settings, dataset: Any, config: RetrainConfig, *, run
     if promoted:
         registry.set_champion(settings, version, reason="; ".join(reasons))
     result = RetrainResult(run_dir, version, promoted, reasons, evaluation, counts, report_path, bundle_dir)
-    store.record_run(dataset, "retrain", registry.jsonable({**dataclasses.asdict(result), "force": config.force, "calibration": calibration}))
+    store.record_run(
+        dataset, "retrain", registry.jsonable({**dataclasses.asdict(result), "force": config.force, "calibration": calibration}), fields=_written(config)
+    )
     state.mark("finished", {"version": version})
     return result
 
@@ -429,6 +436,6 @@ def _finish_registered(settings: Settings, dataset: Any, config: RetrainConfig, 
     )
     store.record_run(dataset, "retrain", registry.jsonable(
         {**dataclasses.asdict(result), "force": config.force, "calibration": compare.get("calibration"), "resumed_after_register": True}
-    ))
+    ), fields=_written(config))
     state.mark("finished", {"version": version})
     return result

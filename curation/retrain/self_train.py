@@ -2,8 +2,8 @@
 
 The math lives in :mod:`curation.stage1.self_train`; this module decides which samples may serve as
 the unlabeled stream (pool only, never a human-labeled, leak-tagged, conflicting, not-admitted or
-random-weight synthetic sample, and never val/calib/test), scores the calib guard on validator-view
-queries, turns later human labels on pool samples into the ±1 verifiable reward, and writes the
+random-weight synthetic sample, and never val/calib/test), scores the round guard on val's
+validator-view queries (promotion judges on calib, so the guard must not pick rounds there), turns later human labels on pool samples into the ±1 verifiable reward, and writes the
 final teacher's accepted pseudo-labels to ``pseudo_label`` (never ``ground_truth``) with the
 teacher's version in ``pseudo_label_teacher``, so the App can browse them and a labeler can confirm
 one through the ordinary labeling path (which makes it a human label and takes it out of the stream).
@@ -24,7 +24,6 @@ from curation.stage1.calibrate import threshold_for_max_mcc
 from curation.stage1.self_train import SelfTrainConfig, head_probs, reward_allows, self_train, verified_rewards
 
 EXCLUDED_TAGS = (schema.TAG_LEAK, schema.TAG_LEAK_UNCHECKED, schema.TAG_LEAK_EMBEDDING, schema.TAG_LABEL_CONFLICT, schema.TAG_NOT_ADMITTED)
-NEVER_UNLABELED = (schema.Split.VAL, schema.Split.CALIB, schema.Split.TEST, schema.Split.VAL_SYNTHETIC, schema.Split.TRAIN)
 
 
 def teacher_version(version: str) -> str:
@@ -74,12 +73,12 @@ def run_self_training(
     out_dir: Path,
     engine: Any = None,
 ) -> dict[str, Any]:
-    """Self-train ``model``'s (already supervised) head on the unlabeled pool, guarded on calib; write pseudo-labels.
+    """Self-train ``model``'s (already supervised) head on the unlabeled pool, guarded on val; write pseudo-labels.
 
     Args:
         labeled: the training view's cached features [N, M, V, 2D] (every augmentation is a labeled sample).
         labels: [N] 0/1.
-        engine: computes missing pool and calib features (the retrain's feature engine; None: this process).
+        engine: computes missing pool and val features (the retrain's feature engine; None: this process).
     Returns the run record (also written to ``out_dir/self_train.json``).
     """
     from fiftyone import ViewField as F
@@ -95,26 +94,29 @@ def run_self_training(
     splits = set(dataset.select(ids).distinct("split")) if ids else set()
     if splits - {schema.Split.POOL}:
         raise InputError(f"Unlabeled stream holds {sorted(splits - {schema.Split.POOL})} samples; only pool may be unlabeled.")
-    calib = dataset.match_tags(schema.TAG_LABEL_CONFLICT, bool=False).exists("ground_truth").match(F("split") == schema.Split.CALIB)
-    _, calib_feats = _features(calib, model, cache, seed=seed, engine=engine)
-    y_calib = np.array([v == schema.Label.ROADWORK for v in calib.values("ground_truth.label")], dtype=np.int64)
-    if len(ids) == 0 or len(y_calib) == 0 or y_calib.min() == y_calib.max():
-        record["skipped"] = f"nothing to self-train on: {len(ids)} unlabeled pool samples, calib labels {np.bincount(y_calib, minlength=2).tolist()}"
+    # The guard picks a round on val: promotion compares challenger and champion on calib, and a
+    # round chosen on calib would flatter the challenger there (best of several noisy scores).
+    guard = dataset.match_tags(schema.TAG_LABEL_CONFLICT, bool=False).exists("ground_truth").match(F("split") == schema.Split.VAL)
+    _, guard_feats = _features(guard, model, cache, seed=seed, engine=engine)
+    y_guard = np.array([v == schema.Label.ROADWORK for v in guard.values("ground_truth.label")], dtype=np.int64)
+    if len(ids) == 0 or len(y_guard) == 0 or y_guard.min() == y_guard.max():
+        record["skipped"] = f"nothing to self-train on: {len(ids)} unlabeled pool samples, val labels {np.bincount(y_guard, minlength=2).tolist()}"
         return _save(record, out_dir)
 
     from curation.stage1.self_train import _Head
 
-    def calib_score(m: Any) -> float:
-        return float(threshold_for_max_mcc(y_calib, head_probs(_Head(m), calib_feats).numpy()).mcc)
+    def guard_score(m: Any) -> float:
+        return float(threshold_for_max_mcc(y_guard, head_probs(_Head(m), guard_feats).numpy()).mcc)
 
     flat = labeled.reshape(-1, *labeled.shape[-2:])
     y = torch.as_tensor(np.asarray(labels)).long().repeat_interleave(labeled.shape[1] if labeled.dim() == 4 else 1)
-    result = self_train(model, flat, y, unlabeled, config, calib_score=calib_score)
+    result = self_train(model, flat, y, unlabeled, config, guard_score=guard_score)
     record |= {
         "unlabeled": len(ids),
-        "calib_n": len(y_calib),
-        "start_calib_mcc": result.start_calib_mcc,
-        "best_calib_mcc": result.best_calib_mcc,
+        "guard_split": "val",
+        "guard_n": len(y_guard),
+        "start_guard_mcc": result.start_guard_mcc,
+        "best_guard_mcc": result.best_guard_mcc,
         "best_round": result.best_round,
         "stopped": result.stopped,
         "rounds": [dataclasses.asdict(r) for r in result.rounds],

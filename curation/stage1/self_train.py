@@ -13,7 +13,7 @@ The roadmap's stable self-learning variant, on cached features (head + aggregato
 4. After every student step the teacher moves: θ_t ← m·θ_t + (1 − m)·θ_s (m = 0.999). m = 0 is plain
    pseudo-labelling (the teacher *is* the student); a slow teacher is what keeps the student from
    confirming its own fresh mistakes.
-5. After every round (``passes_per_round`` passes over the pool) the caller's calib check scores the
+5. After every round (``passes_per_round`` passes over the pool) the caller's guard check (val) scores the
    student; a drop of more than ``tolerance`` below the best round rolls back to the best student and
    stops; ``patience`` rounds without a gain stop as well (:class:`RoundGuard`).
 
@@ -64,9 +64,9 @@ class SelfTrainConfig:
         max_class_share: the class-balance cap: neither class may exceed this share of the accepted
             pseudo-labels of a group (the least confident of the larger class are dropped).
         max_rounds: rounds (each ``passes_per_round`` passes over the pool) at most.
-        passes_per_round: passes over the unlabeled pool between two calib checks.
-        patience: rounds without a calib gain before stopping.
-        tolerance: a calib MCC this far below the best round counts as collapse: roll back and stop.
+        passes_per_round: passes over the unlabeled pool between two guard checks.
+        patience: rounds without a guard gain before stopping.
+        tolerance: a guard MCC this far below the best round counts as collapse: roll back and stop.
         lr: AdamW learning rate of the student (head + aggregator), constant.
         weight_decay: AdamW decoupled weight decay.
         min_verified: verified pseudo-labels needed before their precision can stop self-training.
@@ -219,7 +219,7 @@ def reward_allows(rewards: np.ndarray, *, min_verified: int, min_precision: floa
 # Rollback bookkeeping --------------------------------------------------------------------------------
 @dataclass
 class RoundGuard:
-    """Keeps the best student by calib MCC; says whether to go on, stop, or roll back and stop.
+    """Keeps the best student by the guard's MCC; says whether to go on, stop, or roll back and stop.
 
     ``observe`` returns ``"improved"``, ``"held"`` (within tolerance, no gain), ``"stop"`` (patience
     spent) or ``"rollback"`` (fell more than ``tolerance`` below the best: collapse).
@@ -250,7 +250,7 @@ class RoundGuard:
 # The loop --------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class RoundRecord:
-    """What one round did: steps, accepted pseudo-labels per class, the teacher's view, the calib score."""
+    """What one round did: steps, accepted pseudo-labels per class, the teacher's view, the guard's score."""
 
     round: int
     steps: int
@@ -258,7 +258,7 @@ class RoundRecord:
     accepted_pos: int
     filtered_by_entropy: int
     dropped_by_cap: int
-    calib_mcc: float
+    guard_mcc: float
     verdict: str
 
 
@@ -267,8 +267,8 @@ class SelfTrainResult:
     """The outcome: the kept round (0 = the warm start), every round, and the final teacher's pseudo-labels."""
 
     best_round: int
-    best_calib_mcc: float
-    start_calib_mcc: float
+    best_guard_mcc: float
+    start_guard_mcc: float
     rounds: tuple[RoundRecord, ...]
     stopped: str
     pseudo: PseudoLabels | None  # the final teacher over the whole pool
@@ -303,7 +303,7 @@ def self_train(
     unlabeled: torch.Tensor,
     config: SelfTrainConfig,
     *,
-    calib_score: Callable[[Any], float],
+    guard_score: Callable[[Any], float],
     on_round: Callable[[RoundRecord], None] | None = None,
 ) -> SelfTrainResult:
     """Self-train ``model``'s head in place from its current (supervised) weights.
@@ -313,7 +313,8 @@ def self_train(
         labeled: labeled features [N, V, 2D]; labels [N] 0/1.
         unlabeled: pool features [U, V, 2D]; never val/calib/test samples (the caller's view guarantees it).
         config: the knobs.
-        calib_score: model → calib MCC (the guard's score); called on the warm start and after every round.
+        guard_score: model → MCC on the guard split (val in the platform: promotion judges on calib, so
+            picking the best round there would flatter the challenger); called on the warm start and after every round.
         on_round: progress callback.
 
     Returns the record; ``model`` ends with the best student's weights (the warm start when no round beat it).
@@ -326,11 +327,12 @@ def self_train(
     class_weight = balanced_class_weight(labels)
     student = _Head(model)
     guard = RoundGuard(tolerance=config.tolerance, patience=config.patience)
-    start = float(calib_score(model))
+    start = float(guard_score(model))
     guard.observe(0, start, student.state_dict())
     if unlabeled.shape[0] == 0:
         return SelfTrainResult(0, start, start, (), "no unlabeled samples", None)
     teacher = copy.deepcopy(student).eval().requires_grad_(False)
+    best_teacher = {k: v.detach().clone() for k, v in teacher.state_dict().items()}  # the teacher of the kept round
     optimizer = torch.optim.AdamW(student.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     rng = torch.Generator().manual_seed(config.seed)
     rounds: list[RoundRecord] = []
@@ -361,19 +363,22 @@ def self_train(
                     ema_update(teacher, student, config.momentum)
                     step += 1
             student.eval()
-            score = float(calib_score(model))
+            score = float(guard_score(model))
             verdict = guard.observe(r, score, student.state_dict())
+            if verdict == "improved":
+                best_teacher = {k: v.detach().clone() for k, v in teacher.state_dict().items()}
             record = RoundRecord(r, step, int(counts[0]), int(counts[1]), int(counts[2]), int(counts[3]), score, verdict)
             rounds.append(record)
             if on_round is not None:
                 on_round(record)
             if verdict == "rollback":
-                stopped = f"rollback: calib MCC {score:.3f} < best {guard.best_score:.3f} − {config.tolerance} (round {guard.best_round} kept)"
+                stopped = f"rollback: guard MCC {score:.3f} < best {guard.best_score:.3f} − {config.tolerance} (round {guard.best_round} kept)"
                 break
             if verdict == "stop":
-                stopped = f"no calib gain for {config.patience} rounds (round {guard.best_round} kept)"
+                stopped = f"no guard gain for {config.patience} rounds (round {guard.best_round} kept)"
                 break
     student.load_state_dict(guard.best_state)
     student.eval()
+    teacher.load_state_dict(best_teacher)  # pseudo-labels come from the kept round's teacher, never a rolled-back one
     final = select_pseudo_labels(head_probs(teacher, unlabeled), config.entropy_threshold, config.max_class_share)
     return SelfTrainResult(guard.best_round, guard.best_score, start, tuple(rounds), stopped, final)

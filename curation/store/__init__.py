@@ -65,7 +65,7 @@ from curation.store.locks import (  # noqa: F401
     refresh_lock,
     release_lock,
 )
-from curation.store.runs import delete_run, list_runs, record_run  # noqa: F401
+from curation.store.runs import delete_run, list_runs, record_run, runs_with_tag  # noqa: F401
 from curation.store.views import (  # noqa: F401
     LEAK_CHECK_KEY,
     source_split_label_counts,

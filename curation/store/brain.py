@@ -101,43 +101,66 @@ def index_embeddings(
     """
     import fiftyone.brain as fob
 
+    from curation.errors import suggest
+
     if method not in MAP_METHODS:
-        raise InputError(f"Map method must be one of {', '.join(MAP_METHODS)}; got {method!r}.")
+        raise InputError(f"Map method must be one of {', '.join(MAP_METHODS)}; got {method!r}.{suggest(method, MAP_METHODS)}")
+    backends = list(fob.brain_config.similarity_backends)
+    if backend not in backends:
+        raise InputError(f"Unknown similarity backend {backend!r}.{suggest(backend, backends)} FiftyOne knows: {', '.join(backends)}.")
     view, version = embedded_view(dataset, version)
     n = view.count()
     if n < 3:
         raise InputError(f"Model version `{version}` embedded {n} samples; a map needs at least 3.")
     map_key, sim_key = brain_keys(version)
-    if not overwrite and _map_covers(dataset, map_key, n) and dataset.has_brain_run(sim_key) and dataset.has_brain_run(UNIQUENESS_FIELD):
-        return BrainReport(version, n, map_key, sim_key, dataset.get_brain_info(map_key).config.method, reused=True)
+    dim = len(view.first()[EMBEDDINGS_FIELD])
+    if not overwrite and _current(dataset, map_key, sim_key, n=n, method=method, backend=backend):
+        return BrainReport(version, n, map_key, sim_key, method, reused=True)
 
+    # Each run is computed under a temporary key and swapped in, so a failure (an unreachable vector
+    # database, a killed job) leaves the previous map and index working.
     seconds = []
     for key, compute in (
-        (map_key, lambda: fob.compute_visualization(view, embeddings=EMBEDDINGS_FIELD, method=method, brain_key=map_key, seed=0, progress=progress, **_map_options(method, n))),
-        (sim_key, lambda: fob.compute_similarity(view, embeddings=EMBEDDINGS_FIELD, backend=backend, metric="cosine", brain_key=sim_key, progress=progress)),
-        (UNIQUENESS_FIELD, lambda: fob.compute_uniqueness(view, uniqueness_field=UNIQUENESS_FIELD, embeddings=EMBEDDINGS_FIELD, progress=progress)),
+        (map_key, lambda tmp: fob.compute_visualization(view, embeddings=EMBEDDINGS_FIELD, method=method, brain_key=tmp, seed=0, progress=progress, **_map_options(method, n, dim, verbose=progress))),
+        (sim_key, lambda tmp: fob.compute_similarity(view, embeddings=EMBEDDINGS_FIELD, backend=backend, metric="cosine", brain_key=tmp, progress=progress)),
     ):
+        tmp = f"{key}_next"
+        if dataset.has_brain_run(tmp):  # left by a killed run
+            dataset.delete_brain_run(tmp)
+        began = time.perf_counter()
+        compute(tmp)
+        seconds.append(time.perf_counter() - began)
         if dataset.has_brain_run(key):
             dataset.delete_brain_run(key)
-        began = time.perf_counter()
-        compute()
-        seconds.append(time.perf_counter() - began)
+        dataset.rename_brain_run(tmp, key)
+    began = time.perf_counter()
+    if dataset.has_brain_run(UNIQUENESS_FIELD):  # its key is the field's name: it cannot be computed aside
+        dataset.delete_brain_run(UNIQUENESS_FIELD)
+    fob.compute_uniqueness(view, uniqueness_field=UNIQUENESS_FIELD, embeddings=EMBEDDINGS_FIELD, progress=progress)
+    seconds.append(time.perf_counter() - began)
     _save_workspace(dataset, map_key)
     return BrainReport(version, n, map_key, sim_key, method, False, *seconds)
 
 
-def _map_options(method: str, n: int) -> dict[str, Any]:
-    """UMAP's default 15 neighbours need more than 15 points; a tiny set gets fewer."""
-    return {"n_neighbors": max(2, min(15, n - 1))} if method == "umap" else {}
+def _map_options(method: str, n: int, dim: int, *, verbose: bool) -> dict[str, Any]:
+    """Small sets: UMAP's default 15 neighbours need more points, t-SNE's first PCA to 50 dimensions more
+    of both. The reducers' own epoch logs follow ``progress``."""
+    if method == "umap":
+        return {"n_neighbors": max(2, min(15, n - 1)), "verbose": verbose}
+    if method == "tsne":
+        return {"pca_dims": min(50, n, dim), "perplexity": min(30.0, (n - 1) / 3), "verbose": verbose}
+    return {}
 
 
-def _map_covers(dataset: Any, key: str, n: int) -> bool:
-    """Whether map ``key`` has ``n`` points. The three runs are computed together, and the map's
-    results hold its sample ids (the index's would load every vector from the database)."""
-    if not dataset.has_brain_run(key):
+def _current(dataset: Any, map_key: str, sim_key: str, *, n: int, method: str, backend: str) -> bool:
+    """Whether the runs exist with this method and backend and the map has ``n`` points (the map's
+    results hold its sample ids; reading the index's would load every vector from the database)."""
+    if not all(dataset.has_brain_run(k) for k in (map_key, sim_key, UNIQUENESS_FIELD)):
+        return False
+    if dataset.get_brain_info(map_key).config.method != method or dataset.get_brain_info(sim_key).config.method != backend:
         return False
     try:
-        return len(dataset.load_brain_results(key, cache=False).sample_ids) == n
+        return len(dataset.load_brain_results(map_key, cache=False).sample_ids) == n
     except Exception:  # noqa: BLE001 - results that cannot be loaded are recomputed
         return False
 

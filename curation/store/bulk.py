@@ -104,18 +104,20 @@ def settle_staged(dataset: fo.Dataset, fields: Sequence[str], *, run_field: str,
     return Settled(finished, discarded, tuple(runs))
 
 
-def drop_staged_fields(dataset: fo.Dataset, fields: Sequence[str], extra: Sequence[str] = ()) -> None:
+def drop_staged_fields(dataset: fo.Dataset, fields: Sequence[str], extra: Sequence[str] = (), *, lease_prefix: str = "", own_lease: str = "") -> None:
     """Remove empty ``<field>_staged`` declarations so they do not clutter the App's sidebar.
 
-    Only for a run that owns the whole collection: a concurrent shard worker may still be writing.
+    Left alone while another run holding a lease ``<lease_prefix>…`` is alive: it may still be
+    writing its staged values (two prediction runs can overlap: the daily job and the App).
     """
+    from curation.store import locks as lk
+
+    if lease_prefix and any(d["name"] != own_lease and d["state"] == lk.ALIVE for d in list_locks() if d["name"].startswith(lease_prefix)):
+        return
     schema_now = dataset.get_field_schema()
     names = [n for n in [*(f"{f}{STAGED_SUFFIX}" for f in fields), *extra] if n in schema_now]
     if names and not any(dataset.exists(name).count() for name in names):
         dataset.delete_sample_fields(names)
-
-
-IDENTITY_FIELDS = ("content_hash", "alt_hashes", "video_id", "sequence_id", "frame_id", "sequence_group", "split", "source_ids")
 
 
 IDENTITY_FIELDS = ("content_hash", "alt_hashes", "video_id", "sequence_id", "frame_id", "sequence_group", "split", "source_ids")

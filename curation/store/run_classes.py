@@ -7,6 +7,14 @@ from typing import Any
 
 from fiftyone.core.runs import Run, RunConfig
 
+from curation import schema
+
+PROTECTED_TAGS = frozenset({
+    schema.TAG_LEAK, schema.TAG_LEAK_EMBEDDING, schema.TAG_LEAK_UNCHECKED, schema.TAG_LABEL_CONFLICT,
+    schema.TAG_NOT_ADMITTED, schema.TAG_HARD_NEGATIVE, schema.TAG_EXCEPTION,
+})  # fmt: skip
+"""Tags that keep data out of training or record a person's decision: deleting a run never removes them."""
+
 
 class PlatformRunConfig(RunConfig):
     """What a platform job was and wrote: ``kind``, ``created_at`` (ISO, microseconds), ``fields``, ``tags``."""
@@ -34,7 +42,7 @@ class PlatformRun(Run):
         fields = [f for f in self.config.fields if f not in kept_fields and dataset.has_sample_field(f)]
         if fields:
             dataset.delete_sample_fields(fields)
-        for tag in (t for t in self.config.tags if t not in kept_tags):
+        for tag in (t for t in self.config.tags if t not in kept_tags and t not in PROTECTED_TAGS):
             dataset.untag_samples(tag)
 
 

@@ -3,7 +3,8 @@
 did: the config (kind, the fields and tags the run wrote) and the results (the job's summary).
 
 Deleting a run (:func:`delete_run`, or ``dataset.delete_run(key)``) also removes the fields and
-tags that no remaining run of the platform wrote, so a mined batch or a Stage-2 pass can be undone
+tags that no remaining run of the platform wrote (never a protected tag such as `leak`:
+run_classes.PROTECTED_TAGS), so a mined batch or a Stage-2 pass can be undone
 without touching what later runs still rely on.
 """
 
@@ -58,6 +59,7 @@ def list_runs(dataset: fo.Dataset, kind: str | None = None, limit: int = 50) -> 
     from curation.store.run_classes import config_of, platform_keys
 
     root = dataset._root_dataset
+    root.reload()  # another process (the worker, the CLI) may have recorded runs since this one loaded it
     configs = [(k, config_of(root, k)) for k in platform_keys(root)]
     chosen = sorted(((k, c) for k, c in configs if kind is None or c.kind == kind), key=lambda kc: (kc[1].created_at, kc[0]), reverse=True)
     return [
@@ -71,6 +73,15 @@ def list_runs(dataset: fo.Dataset, kind: str | None = None, limit: int = 50) -> 
         }
         for key, config in chosen[:limit]
     ]
+
+
+def runs_with_tag(dataset: fo.Dataset, tag: str) -> list[str]:
+    """Keys of the platform runs that wrote ``tag`` (reads configs only, not results)."""
+    from curation.store.run_classes import config_of, platform_keys
+
+    root = dataset._root_dataset
+    root.reload()
+    return [k for k in platform_keys(root) if tag in config_of(root, k).tags]
 
 
 def delete_run(dataset: fo.Dataset, key: str) -> PlatformRunConfig:

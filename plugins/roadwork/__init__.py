@@ -184,9 +184,12 @@ class SimilarToSelected(_Operator):
         inputs.bool("exclude_labeled", default=False, label="Only unlabeled", description="Leave out samples with a ground-truth label")
 
     def execute(self, ctx):
-        query = list(ctx.selected or ctx.target_view().values("id"))
+        target = ctx.target_view()
+        if not ctx.selected and target.count() > cops.MAX_QUERY_SAMPLES:
+            raise ValueError(f"Select the samples to search like (at most {cops.MAX_QUERY_SAMPLES}); the target holds {target.count()}.")
+        query = list(ctx.selected or target.values("id"))
         config = cops.SimilarConfig(k=int(ctx.params.get("k", 50)), exclude_labeled=bool(ctx.params.get("exclude_labeled")))
-        result = cops.similar_target(ctx.target_view(), query, config)
+        result = cops.similar_target(target, query, config)
         ctx.ops.set_view(view=ctx.dataset.match_tags(result["tag"]))
         return result
 

@@ -161,25 +161,32 @@ def test_self_train_runs_rounds_and_keeps_the_best_student():
     _warm(model, x_l, y_l)
     seen = []
     result = self_train(
-        model, x_l, y_l, x_u, SelfTrainConfig(max_rounds=3, passes_per_round=1, lr=1e-2), calib_score=_calib_mcc(x_c, y_c), on_round=seen.append
+        model, x_l, y_l, x_u, SelfTrainConfig(max_rounds=3, passes_per_round=1, lr=1e-2), guard_score=_calib_mcc(x_c, y_c), on_round=seen.append
     )
     assert 1 <= len(result.rounds) <= 3 and seen == list(result.rounds)
     assert result.rounds[0].steps == 3  # 600 / 256 → 3 groups per pass
     assert all(r.accepted_pos > 0 and r.accepted_neg <= 4 * r.accepted_pos for r in result.rounds)  # the 0.8 cap: ≤ 4 negatives per positive
-    assert result.best_calib_mcc >= result.start_calib_mcc
+    assert result.best_guard_mcc >= result.start_guard_mcc
     assert result.pseudo is not None and result.pseudo.label.shape == (600,)
 
 
-def test_a_falling_calib_score_rolls_back_to_the_warm_start():
+def test_a_falling_guard_score_rolls_back_to_the_warm_start_and_its_teacher():
     x_l, y_l = _blobs(40, 0.5, 1)
     x_u, _ = _blobs(300, 0.3, 2)
     model = _model()
     _warm(model, x_l, y_l)
     before = {k: v.clone() for k, v in model.head.state_dict().items()}
     scores = iter([0.8, 0.5, 0.9])  # warm start, then a collapse
-    result = self_train(model, x_l, y_l, x_u, SelfTrainConfig(max_rounds=3, passes_per_round=1, lr=0.5), calib_score=lambda m: next(scores))
+    config = SelfTrainConfig(max_rounds=3, passes_per_round=1, lr=0.5, momentum=0.0)  # m = 0: the teacher follows the collapsing student
+    result = self_train(model, x_l, y_l, x_u, config, guard_score=lambda m: next(scores))
     assert result.best_round == 0 and result.rounds[-1].verdict == "rollback" and len(result.rounds) == 1
     assert all(torch.equal(before[k], v) for k, v in model.head.state_dict().items())  # the warm start's weights again
+    # ...and the pseudo-labels come from the kept round's teacher (the warm start), not the collapsed one
+    from curation.stage1.self_train import _Head, head_probs, select_pseudo_labels
+
+    expected = select_pseudo_labels(head_probs(_Head(model), x_u), 0.3, 0.8)
+    assert torch.equal(torch.as_tensor(result.pseudo.label), torch.as_tensor(expected.label))
+    assert torch.equal(torch.as_tensor(result.pseudo.keep), torch.as_tensor(expected.keep))
 
 
 def test_only_negatives_in_the_stream_teach_nothing():
@@ -187,11 +194,11 @@ def test_only_negatives_in_the_stream_teach_nothing():
     x_u, _ = _blobs(300, 0.0, 2)  # all negatives: the cap keeps none of them
     model = _model()
     _warm(model, x_l, y_l)
-    result = self_train(model, x_l, y_l, x_u, SelfTrainConfig(max_rounds=1, passes_per_round=1), calib_score=lambda m: 0.0)
+    result = self_train(model, x_l, y_l, x_u, SelfTrainConfig(max_rounds=1, passes_per_round=1), guard_score=lambda m: 0.0)
     assert result.rounds[0].accepted_neg == 0 and result.rounds[0].accepted_pos <= 1
 
 
 def test_labels_must_have_both_classes():
     x, _ = _blobs(10, 0.5, 1)
     with pytest.raises(InputError):
-        self_train(_model(), x, torch.zeros(10), x, SelfTrainConfig(), calib_score=lambda m: 0.0)
+        self_train(_model(), x, torch.zeros(10), x, SelfTrainConfig(), guard_score=lambda m: 0.0)
