@@ -16,13 +16,11 @@ from curation import store
 from curation.errors import ConfigError, suggest
 from curation.evaluate.gate_job import GateJobConfig
 from curation.mine.job import MiningConfig
+from curation.predict.ray_engine import ENGINES
 from curation.schema import Split
 from curation.settings import Settings
 from curation.stage1.gate import GateConfig
 from curation.typed_config import from_mapping, read_yaml_mapping
-
-
-ENGINES = ("process", "ray")
 
 
 @dataclass(frozen=True)

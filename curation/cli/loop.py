@@ -10,6 +10,7 @@ import typer
 from curation.cli.base import SettingsOption, command, config_option, console, load_settings
 from curation.evaluate.gate_job import GateJobConfig
 from curation.mine.job import MiningConfig
+from curation.predict.ray_engine import ENGINES
 from curation.stage1.gate import GateConfig
 
 ModelOption = Annotated[
@@ -27,8 +28,6 @@ def _target(dataset, splits: list[str] | None, view_name: str | None):
     view = dataset.load_saved_view(view_name) if view_name else dataset.view()
     return view.match({"split": {"$in": splits}}) if splits else view
 
-
-ENGINES = ("process", "ray")
 
 
 def _ray_engine(settings: Any, address: str | None) -> Any:
