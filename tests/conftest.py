@@ -47,6 +47,17 @@ def dataset(settings: Settings):
 
 
 @pytest.fixture
+def loaded(settings: Settings, dataset, corpus, monkeypatch):
+    """``dataset`` with the module's demo ``corpus`` ingested, registry and home from the settings."""
+    from curation.ingest.job import ingest_corpus
+
+    monkeypatch.setenv("CURATION_HOME", str(settings.home))
+    monkeypatch.setenv("CURATION_REGISTRY_DIR", str(settings.registry_root))
+    ingest_corpus(dataset, corpus, settings=settings, progress=False)
+    return dataset
+
+
+@pytest.fixture
 def cli_env(settings: Settings, monkeypatch):
     """The CLI pointed at the test's dataset and home through its environment variables."""
     import fiftyone as fo

@@ -10,7 +10,6 @@ import pytest
 from curation import store
 from curation.demo.corpus import CorpusSpec, write_corpus
 from curation.errors import CurationError
-from curation.ingest.job import ingest_corpus
 from curation.retrain.job import RetrainConfig, run_retrain
 from curation.stage1.promotion import PromotionRule, decide_promotion
 from curation.stage1.train import TrainConfig
@@ -22,14 +21,6 @@ def corpus(tmp_path_factory):
     root = tmp_path_factory.mktemp("corpus")
     write_corpus(root, CorpusSpec(n_natix_train=120, n_natix_test=6, n_roadwork=8, n_roboflow=4, n_queries=2, seed=5))
     return root
-
-
-@pytest.fixture
-def loaded(settings, dataset, corpus, monkeypatch):
-    monkeypatch.setenv("CURATION_HOME", str(settings.home))
-    monkeypatch.setenv("CURATION_REGISTRY_DIR", str(settings.registry_root))
-    ingest_corpus(dataset, corpus, settings=settings, progress=False)
-    return dataset
 
 
 CONFIG = RetrainConfig(

@@ -10,7 +10,6 @@ import pytest
 from curation import schema, store
 from curation.demo.corpus import CorpusSpec, write_corpus
 from curation.errors import ConfigError
-from curation.ingest.job import ingest_corpus
 from curation.label.human_labels import set_human_label
 from curation.retrain.job import RetrainConfig, run_retrain
 from curation.retrain.self_train import pool_rewards, run_self_training, unlabeled_pool
@@ -24,14 +23,6 @@ def corpus(tmp_path_factory):
     root = tmp_path_factory.mktemp("corpus")
     write_corpus(root, CorpusSpec(n_natix_train=80, natix_train_positive=0.5, n_natix_test=4, n_roadwork=4, n_roboflow=2, n_queries=24, seed=5))
     return root
-
-
-@pytest.fixture
-def loaded(settings, dataset, corpus, monkeypatch):
-    monkeypatch.setenv("CURATION_HOME", str(settings.home))
-    monkeypatch.setenv("CURATION_REGISTRY_DIR", str(settings.registry_root))
-    ingest_corpus(dataset, corpus, settings=settings, progress=False)
-    return dataset
 
 
 def test_mode_is_checked():
