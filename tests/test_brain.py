@@ -171,6 +171,13 @@ def test_operators_and_cli_reach_the_same_library(cli_env, embedded):
     out = runner.invoke(app, ["similar", "abc"])
     assert out.exit_code == 2 and "Not a sample id" in out.output
 
+    tags_before = dataset.count_sample_tags()
+    listed = execute("similar_to_selected", dataset.select([ids["query"]]), {"k": 3, "tag": False})
+    assert listed["tag"] is None and [dataset[i]["name"] for i in listed["ids"]] == ["lab5", "a10", "b20"]
+    out = runner.invoke(app, ["similar", ids["query"], "--k", "2", "--no-tag"])
+    assert out.exit_code == 0 and out.output.index(ids["lab5"]) < out.output.index(ids["a10"]), out.output
+    assert dataset.count_sample_tags() == tags_before  # browsing tags nothing
+
 
 LOOK_ALIKES = [k for k in __import__("curation.demo.scene", fromlist=["NEGATIVE_KINDS"]).NEGATIVE_KINDS if k != "plain"]
 

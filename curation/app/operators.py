@@ -257,14 +257,19 @@ def embeddings_map_target(collection: foc.SampleCollection, *, method: str = "um
 MAX_QUERY_SAMPLES = 100
 
 
-def similar_target(collection: foc.SampleCollection, query_ids: Sequence[str], config: SimilarConfig = SimilarConfig()) -> dict[str, Any]:
-    """Tag the pool/train samples most like ``query_ids`` as a ``similar:`` labeling batch."""
+def similar_target(collection: foc.SampleCollection, query_ids: Sequence[str], config: SimilarConfig = SimilarConfig(), *, tag: bool = True) -> dict[str, Any]:
+    """The pool/train samples most like ``query_ids``, nearest first; with ``tag``, tagged as a ``similar:`` labeling batch."""
     from curation import store
-    from curation.mine.similar import tag_similar
+    from curation.mine.similar import find_similar, tag_similar
 
     if len(query_ids) > MAX_QUERY_SAMPLES:
         raise CurationError(f"{len(query_ids)} samples targeted; select at most {MAX_QUERY_SAMPLES} examples to search like.")
-    batch = tag_similar(store.root_dataset(collection), list(query_ids), config)
+    dataset = store.root_dataset(collection)
+    if not tag:
+        ids, key = find_similar(dataset, list(query_ids), config)
+        summary = f"{len(ids)} samples most like the {len(set(query_ids))} selected (index `{key}`), nearest first; not tagged."
+        return {"tag": None, "ids": ids, "n": len(ids), "brain_key": key, "summary": summary}
+    batch = tag_similar(dataset, list(query_ids), config)
     return {**dataclasses.asdict(batch), "n": len(batch.ids), "summary": batch.summary()}
 
 

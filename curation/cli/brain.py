@@ -39,12 +39,19 @@ def similar_command(
     settings_file: SettingsOption = None,
     k: Annotated[int, typer.Option(min=1, help="How many nearest pool/train samples to tag.")] = SimilarConfig.k,
     exclude_labeled: Annotated[bool, typer.Option(help="Leave out samples that already have a ground-truth label.")] = SimilarConfig.exclude_labeled,
+    tag: Annotated[bool, typer.Option(help="Tag them as a labeling batch (--no-tag: only list them, nearest first).")] = True,
 ) -> None:
-    """Tag the pool/train samples most like IDS as a labeling batch similar:YYYY-MM-DD:<hash> (idempotent)."""
-    from curation.mine.similar import tag_similar
+    """The pool/train samples most like IDS, tagged as a labeling batch similar:YYYY-MM-DD:<hash> (idempotent)."""
+    from curation.mine.similar import find_similar, tag_similar
 
-    batch = tag_similar(_dataset(settings_file), ids, SimilarConfig(k=k, exclude_labeled=exclude_labeled))
-    console.print(batch.summary())
+    dataset, config = _dataset(settings_file), SimilarConfig(k=k, exclude_labeled=exclude_labeled)
+    if not tag:
+        found, key = find_similar(dataset, ids, config)
+        for sample_id, path in zip(found, dataset.select(found, ordered=True).values("filepath"), strict=True):
+            console.print(f"{sample_id}  {path}")
+        console.print(f"{len(found)} samples most like the {len(set(ids))} given (index `{key}`), nearest first; not tagged.")
+        return
+    console.print(tag_similar(dataset, ids, config).summary())
 
 
 @command("runs")

@@ -182,6 +182,7 @@ class SimilarToSelected(_Operator):
     def form(self, ctx, inputs):
         inputs.int("k", default=50, min=1, label="How many", description="Nearest samples to tag")
         inputs.bool("exclude_labeled", default=False, label="Only unlabeled", description="Leave out samples with a ground-truth label")
+        inputs.bool("tag", default=True, label="Tag as a labeling batch", description="Off: only show the nearest samples, nearest first")
 
     def execute(self, ctx):
         target = ctx.target_view()
@@ -189,8 +190,8 @@ class SimilarToSelected(_Operator):
             raise ValueError(f"Select the samples to search like (at most {cops.MAX_QUERY_SAMPLES}); the target holds {target.count()}.")
         query = list(ctx.selected or target.values("id"))
         config = cops.SimilarConfig(k=int(ctx.params.get("k", 50)), exclude_labeled=bool(ctx.params.get("exclude_labeled")))
-        result = cops.similar_target(target, query, config)
-        ctx.ops.set_view(view=ctx.dataset.match_tags(result["tag"]))
+        result = cops.similar_target(target, query, config, tag=bool(ctx.params.get("tag", True)))
+        ctx.ops.set_view(view=ctx.dataset.select(result["ids"], ordered=True))  # nearest first
         return result
 
 
