@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from datetime import date
 
-import pytest
 from test_retrain import CONFIG, corpus  # noqa: F401  (the small demo corpus and a fast retrain config)
 
 from curation import store
