@@ -44,3 +44,22 @@ def test_a_map_failure_never_costs_the_days_batch(settings, loaded, monkeypatch)
     result = run_daily_mining(settings, DailyMiningConfig(map_method="pca", mining=MiningConfig(quota=3, min_hardness=0.0)), day=DAY)
     assert "vector database unreachable" in result["brain"]["error"]
     assert len(result["mining"]["selected_ids"]) == 3
+
+
+def test_daily_job_on_ray_predicts_what_the_process_engine_would(settings, loaded):
+    """`engine: ray` in the YAML: the same samples predicted with the same model version, then the day's batch."""
+    import ray
+    from fiftyone import ViewField as F
+
+    from curation.settings import RaySettings
+
+    champion = run_retrain(settings, CONFIG).version
+    config = DailyMiningConfig(engine="ray", map_method=None, mining=MiningConfig(quota=3, min_hardness=0.0))
+    target = loaded.match(F("split").is_in(list(config.predict_splits)))
+    try:
+        result = run_daily_mining(settings.replace(ray=RaySettings(num_actors=1, batch_size=16)), config, day=DAY)
+    finally:
+        ray.shutdown()
+    assert result["predicted"] == target.count()
+    assert set(target.distinct("model_version")) == {champion} and result["brain"] is None
+    assert len(result["mining"]["selected_ids"]) == 3
