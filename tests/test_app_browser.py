@@ -3,6 +3,7 @@ positive leads to its "more like this" batch and the embeddings map (issue 20)."
 
 from __future__ import annotations
 
+import re
 import time
 
 import numpy as np
@@ -196,4 +197,17 @@ def test_similar_to_selected_from_a_false_positive_and_the_embeddings_map(settin
         driver.execute_script("arguments[0].click()", run[0])
         wait_until(lambda: "64 points" in page_text(driver), timeout=60, what="the 64 points of the map")
         _dismiss_promotions(driver)
+
+        # Coloured by outcome: "Color by" -> eval_stage1 (the evaluate job's TP/FP/FN/TN); the legend counts the FPs.
+        panel = driver.find_element(By.CSS_SELECTOR, '[data-cy="panel-content-Embeddings"]')
+        color_by = [e for e in panel.find_elements(By.XPATH, ".//*[text()='None']") if e.is_displayed()]
+        driver.execute_script("arguments[0].click()", color_by[0])
+        option = wait_until(
+            lambda: [e for e in driver.find_elements(By.XPATH, "//*[text()='eval_stage1']") if e.is_displayed()], timeout=15, what="eval_stage1 in Color by"
+        )[-1]
+        driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", option)
+        option.find_element(By.XPATH, "..").click()
+        # "FP 0 / 4": none of the four false positives (val) is in the current view (the pool batch)
+        legend = wait_until(lambda: re.search(r"FP\n(\d+ / )?4\b", t := panel.text) and t, timeout=30, what="the FP count in the map's legend")
+        assert "EVAL_STAGE1" in legend.upper()
         driver.save_screenshot(str(artifacts_dir / "app-embeddings-map.png"))
