@@ -377,10 +377,11 @@ def cache_features(
     for _attempt in range(3):
         todo = set(cache.missing(flat_keys))
         report.hits = len(set(flat_keys)) - len(todo) if _attempt == 0 else report.hits
+        jobs = _missing_jobs(images, keys, todo)
         if engine is not None:
-            _compute_on(engine, model, cache, images, keys, todo, batch_queries, report)
+            _compute_on(engine, model, cache, jobs, batch_queries, report)
         else:
-            _compute_here(model, cache, images, keys, todo, batch_queries, report)
+            _compute_here(model, cache, jobs, batch_queries, report)
         features, stats, absent = cache.get(flat_keys)
         if not absent:
             break
@@ -396,19 +397,22 @@ def cache_features(
     )
 
 
-def _compute_here(model, cache: FeatureCache, images: Sequence, keys: list[list[Key]], todo: set[Key], batch_queries: int, report: CacheStats) -> None:
-    """This process reads each image with a missing query and forwards ``batch_queries`` queries at a time."""
-    from curation.stage1.train import load_training_image
-
-    pending: list[tuple[Key, torch.Tensor]] = []
-    for i, row in enumerate(keys):
+def _missing_jobs(images: Sequence, keys: list[list[Key]], todo: set[Key]) -> list[FeatureJob]:
+    """One job per image with missing queries; a key shared by two images is computed once."""
+    jobs = []
+    for image, row in zip(images, keys, strict=True):
         wanted = [k for k in row if k in todo]
-        if not wanted:
-            continue
-        image = load_training_image(images[i])
-        for key in wanted:
-            todo.discard(key)
-            pending.append((key, _query_tensor(image, key[1], cache.spec)))
+        todo.difference_update(wanted)
+        if wanted:
+            jobs.append(FeatureJob(image, wanted))
+    return jobs
+
+
+def _compute_here(model, cache: FeatureCache, jobs: list[FeatureJob], batch_queries: int, report: CacheStats) -> None:
+    """This process reads each job's image and forwards ``batch_queries`` queries at a time."""
+    pending: list[tuple[Key, torch.Tensor]] = []
+    for job in jobs:
+        pending.extend(zip(job.keys, job_queries(job, cache.spec), strict=True))
         while len(pending) >= batch_queries:
             _forward(model, cache, pending[:batch_queries], report)
             pending = pending[batch_queries:]
@@ -416,16 +420,8 @@ def _compute_here(model, cache: FeatureCache, images: Sequence, keys: list[list[
         _forward(model, cache, pending, report)
 
 
-def _compute_on(
-    engine: FeatureEngine, model, cache: FeatureCache, images: Sequence, keys: list[list[Key]], todo: set[Key], batch_queries: int, report: CacheStats
-) -> None:
-    """``engine`` computes the missing queries (one job per image, each key once); this process writes them."""
-    jobs = []
-    for image, row in zip(images, keys, strict=True):
-        wanted = [k for k in row if k in todo]
-        todo.difference_update(wanted)
-        if wanted:
-            jobs.append(FeatureJob(image, wanted))
+def _compute_on(engine: FeatureEngine, model, cache: FeatureCache, jobs: list[FeatureJob], batch_queries: int, report: CacheStats) -> None:
+    """``engine`` computes the jobs' queries; this process writes them."""
     if not jobs:
         return
     for block_keys, feats in engine.features(model, cache.spec, jobs, batch_queries=batch_queries):

@@ -76,12 +76,14 @@ def embedded_view(dataset: Any, version: str | None = None) -> tuple[Any, str]:
 
 
 def similarity_key(dataset: Any, version: str | None = None) -> str:
-    """The similarity index of ``version`` (default as in :func:`embedded_view`).
+    """The similarity index of ``version`` (default as in :func:`embedded_view`, which reads every
+    sample's version: a query that knows its version skips that scan).
 
     Raises:
         InputError: that version has no index yet (the message gives the command).
     """
-    _, version = embedded_view(dataset, version)
+    if version is None:
+        _, version = embedded_view(dataset)
     key = brain_keys(version)[1]
     if not dataset.has_brain_run(key):
         raise InputError(f"Model version `{version}` has no similarity index `{key}`; run `curation brain` (or the App's 'Roadwork: embeddings map').")

@@ -36,7 +36,7 @@ class PlatformRun(Run):
     def cleanup(self, samples: Any, key: str) -> None:
         """Remove the fields and tags of run ``key`` that no other platform run names."""
         dataset = samples._root_dataset
-        others = [config_of(dataset, k) for k in platform_keys(dataset) if k != key]
+        others = [c for k, c in platform_configs(dataset).items() if k != key]
         kept_fields = {f for c in others for f in c.fields}
         kept_tags = {t for c in others for t in c.tags}
         fields = [f for f in self.config.fields if f not in kept_fields and dataset.has_sample_field(f)]
@@ -46,17 +46,15 @@ class PlatformRun(Run):
             dataset.untag_samples(tag)
 
 
-def platform_keys(dataset: Any) -> list[str]:
-    """Run keys of ``dataset`` registered by the platform (other tools' runs are left out)."""
-    return [k for k in dataset.list_runs() if is_platform(dataset, k)]
-
-
-def is_platform(dataset: Any, key: str) -> bool:
-    try:
-        return isinstance(dataset.get_run_info(key).config, PlatformRunConfig)
-    except Exception:  # noqa: BLE001 - another tool's run whose config cannot be loaded is not ours
-        return False
-
-
-def config_of(dataset: Any, key: str) -> PlatformRunConfig:
-    return dataset.get_run_info(key).config
+def platform_configs(dataset: Any) -> dict[str, PlatformRunConfig]:
+    """``{run key: config}`` of the runs the platform registered on ``dataset``, each read once
+    (other tools' runs, and runs whose config cannot be loaded, are left out)."""
+    configs = {}
+    for key in dataset.list_runs():
+        try:
+            config = dataset.get_run_info(key).config
+        except Exception:  # noqa: BLE001 - another tool's run whose config cannot be loaded is not ours
+            continue
+        if isinstance(config, PlatformRunConfig):
+            configs[key] = config
+    return configs

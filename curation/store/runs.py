@@ -56,11 +56,11 @@ def record_run(
 def list_runs(dataset: fo.Dataset, kind: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
     """The platform's runs, newest first: each results summary plus ``_id`` (the run key),
     ``kind``, ``created_at`` (UTC datetime), ``run_fields`` and ``run_tags``."""
-    from curation.store.run_classes import config_of, platform_keys
+    from curation.store.run_classes import platform_configs
 
     root = dataset._root_dataset
     root.reload()  # another process (the worker, the CLI) may have recorded runs since this one loaded it
-    configs = [(k, config_of(root, k)) for k in platform_keys(root)]
+    configs = platform_configs(root).items()
     chosen = sorted(((k, c) for k, c in configs if kind is None or c.kind == kind), key=lambda kc: (kc[1].created_at, kc[0]), reverse=True)
     return [
         {
@@ -77,11 +77,11 @@ def list_runs(dataset: fo.Dataset, kind: str | None = None, limit: int = 50) -> 
 
 def runs_with_tag(dataset: fo.Dataset, tag: str) -> list[str]:
     """Keys of the platform runs that wrote ``tag`` (reads configs only, not results)."""
-    from curation.store.run_classes import config_of, platform_keys
+    from curation.store.run_classes import platform_configs
 
     root = dataset._root_dataset
     root.reload()
-    return [k for k in platform_keys(root) if tag in config_of(root, k).tags]
+    return [k for k, c in platform_configs(root).items() if tag in c.tags]
 
 
 def delete_run(dataset: fo.Dataset, key: str) -> PlatformRunConfig:
@@ -90,12 +90,12 @@ def delete_run(dataset: fo.Dataset, key: str) -> PlatformRunConfig:
     Raises:
         CurationError: no platform run has that key (the message lists the newest ones).
     """
-    from curation.store.run_classes import config_of, is_platform
+    from curation.store.run_classes import platform_configs
 
     root = dataset._root_dataset
-    if not root.has_run(key) or not is_platform(root, key):
+    config = platform_configs(root).get(key)
+    if config is None:
         newest = ", ".join(r["_id"] for r in list_runs(root, limit=5)) or "none"
         raise CurationError(f"Dataset `{root.name}` has no platform run `{key}`. Newest runs: {newest} (see `curation runs`).")
-    config = config_of(root, key)
     root.delete_run(key)
     return config
